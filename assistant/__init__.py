@@ -1,0 +1,1 @@
+"""assistant: see README; implemented in later issues."""

@@ -1,0 +1,217 @@
+"""`Detector`: the read-only scoring facade. Load once, then `score()` as often as needed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detectors.calibration import Calibration
+from detectors.corpus import batch_from_ids, window_spans
+from detectors.embedding_cache import TemplateEmbeddingCache
+from detectors.encoder import TextEncoder, TransformerEncoder
+from detectors.model import SequenceModel
+from detectors.model_io import DEFAULT_MODEL_DIR, SavedModel, load_model_dir
+from detectors.results import DetectorResult, ExpertUsage, LineEvidence
+from detectors.templates import mask_lines
+
+
+class EncoderMismatchError(RuntimeError):
+    """The encoder's width differs from the one the model was trained with."""
+
+
+@dataclass
+class _WindowOutputs:
+    logits: np.ndarray  # (W,)
+    category_probs: np.ndarray  # (W, C)
+    contributions: list[np.ndarray]  # per window, (len(window),)
+    gate_means: np.ndarray  # (W, E) mean combine weight over lines and layers
+    gate_shares: np.ndarray  # (W, E) share of routing decisions that kept the expert
+    pooled: np.ndarray  # (W, D)
+
+
+class Detector:
+    """Scores log sequences with a trained model directory and a line encoder.
+
+    Thread-safe for concurrent `score` calls only in the sense that torch inference is; the
+    embedding cache is shared, so create one Detector per process and reuse it.
+    """
+
+    def __init__(
+        self,
+        model: SequenceModel,
+        saved: SavedModel,
+        calibration: Calibration,
+        cache: TemplateEmbeddingCache,
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        if cache.encoder.dim != model.cfg.encoder_dim:
+            raise EncoderMismatchError(
+                f"model expects {model.cfg.encoder_dim}-wide line embeddings but the encoder gives "
+                f"{cache.encoder.dim}; use the encoder named in the model's config.json ({saved.encoder.name})"
+            )
+        self.model = model.eval()
+        self.saved = saved
+        self.calibration = calibration
+        self.cache = cache
+        self.card = card or {}
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path | None = None,
+        *,
+        encoder: TextEncoder | None = None,
+        encoder_path: str | Path | None = None,
+        cache_entries: int = 100_000,
+        cache_path: str | Path | None = None,
+    ) -> Detector:
+        """Load a model directory (default: the shipped model) and its encoder."""
+        model, saved, calibration, card = load_model_dir(Path(model_dir) if model_dir else DEFAULT_MODEL_DIR)
+        if encoder is None:
+            path = encoder_path or saved.encoder.path
+            encoder = TransformerEncoder(path)
+        cache = TemplateEmbeddingCache(encoder, max_entries=cache_entries, persist_path=cache_path)
+        return cls(model, saved, calibration, cache, card)
+
+    @property
+    def version(self) -> str:
+        return self.saved.version
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.model.cfg.categories)
+
+    def score(self, lines: Sequence[str], *, top_k: int = 5) -> DetectorResult:
+        """Score one sequence of log lines (any length; long input is windowed)."""
+        return self.score_many([lines], top_k=top_k)[0]
+
+    def score_many(
+        self, sequences: Sequence[Sequence[str]], *, top_k: int = 5, batch_size: int = 256
+    ) -> list[DetectorResult]:
+        """Score many sequences at once; far faster per sequence than repeated `score` calls."""
+        prepared = [_Prepared.of(lines, self.model.cfg.max_lines) for lines in sequences]
+        outputs = self._run(prepared, batch_size)
+        results: list[DetectorResult] = []
+        offset = 0
+        for item in prepared:
+            results.append(self._result(item, outputs, offset, top_k))
+            offset += len(item.spans)
+        return results
+
+    def embed(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
+        """Sequence embeddings (the pooled hidden state, averaged over windows): (N, d_model)."""
+        prepared = [_Prepared.of(lines, self.model.cfg.max_lines) for lines in sequences]
+        outputs = self._run(prepared, 256)
+        out = np.zeros((len(prepared), self.model.cfg.d_model), dtype=np.float32)
+        offset = 0
+        for i, item in enumerate(prepared):
+            out[i] = outputs.pooled[offset : offset + len(item.spans)].mean(axis=0)
+            offset += len(item.spans)
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _run(self, prepared: list[_Prepared], batch_size: int) -> _WindowOutputs:
+        """Embed every distinct template once, then run all windows in length-sorted batches."""
+        rows: dict[str, int] = {}
+        windows: list[list[int]] = []
+        for item in prepared:
+            ids = [rows.setdefault(t, len(rows)) for t in item.templates]
+            windows.extend(ids[start:end] for start, end in item.spans)
+        table = torch.from_numpy(self.cache.embed(list(rows)))  # (T, encoder_dim)
+        n_windows, n_experts = len(windows), self.model.cfg.n_experts
+        logits = np.zeros(n_windows, dtype=np.float32)
+        category_probs = np.zeros((n_windows, self.model.cfg.n_categories), dtype=np.float32)
+        gate_means = np.zeros((n_windows, n_experts), dtype=np.float32)
+        gate_shares = np.zeros((n_windows, n_experts), dtype=np.float32)
+        pooled = np.zeros((n_windows, self.model.cfg.d_model), dtype=np.float32)
+        contributions: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * n_windows
+        # Sorting by length keeps padding, and so wasted attention work, to a minimum.
+        order = sorted(range(n_windows), key=lambda i: len(windows[i]))
+        with torch.inference_mode():
+            for start in range(0, n_windows, batch_size):
+                idx = order[start : start + batch_size]
+                x, mask = batch_from_ids(table, [windows[i] for i in idx])  # (B, L, E), (B, L)
+                out = self.model(x, mask)
+                real = mask.unsqueeze(-1).float()  # (B, L, 1)
+                n_real = real.sum(dim=1) * len(out.routing)  # (B, 1)
+                combine = torch.stack([r.combine_weights for r in out.routing]).sum(0)  # (B, L, E)
+                chosen = torch.stack([(r.combine_weights > 0).float() for r in out.routing]).sum(0)
+                logits[idx] = out.anomaly_logit.numpy()
+                category_probs[idx] = torch.softmax(out.category_logits, dim=-1).numpy()
+                gate_means[idx] = ((combine * real).sum(dim=1) / n_real).numpy()
+                gate_shares[idx] = ((chosen * real).sum(dim=1) / n_real).numpy()
+                pooled[idx] = out.pooled.numpy()
+                per_line = out.line_contributions.numpy()  # (B, L)
+                for row, i in enumerate(idx):
+                    contributions[i] = per_line[row, : len(windows[i])]
+        return _WindowOutputs(logits, category_probs, contributions, gate_means, gate_shares, pooled)
+
+    def _result(self, item: _Prepared, out: _WindowOutputs, offset: int, top_k: int) -> DetectorResult:
+        span = slice(offset, offset + len(item.spans))
+        window_logits = out.logits[span]
+        worst = int(np.argmax(window_logits))  # the sequence is as anomalous as its worst window
+        probability = float(self.calibration.probability(np.array([window_logits[worst]]))[0])
+        category_probs = out.category_probs[offset + worst]
+        is_anomalous = probability >= self.calibration.threshold
+        category_index = _pick_category(category_probs, is_anomalous)
+        line_scores = np.full(len(item.lines), -np.inf)
+        for (start, end), contrib in zip(item.spans, out.contributions[span], strict=True):
+            line_scores[start:end] = np.maximum(line_scores[start:end], contrib)
+        top = np.argsort(-line_scores, kind="stable")[:top_k]
+        return DetectorResult(
+            verdict="anomalous" if is_anomalous else "normal",
+            probability=probability,
+            threshold=self.calibration.threshold,
+            threshold_source=self.calibration.threshold_source,
+            category=self.model.cfg.categories[category_index],
+            category_probability=float(category_probs[category_index]),
+            evidence=[
+                LineEvidence(
+                    index=int(i),
+                    line=item.lines[i],
+                    template=item.templates[i],
+                    contribution=float(line_scores[i]),
+                )
+                for i in top
+            ],
+            experts=[
+                ExpertUsage(expert=e, mean_gate=float(m), share_selected=float(s))
+                for e, (m, s) in enumerate(
+                    zip(out.gate_means[span].mean(0), out.gate_shares[span].mean(0), strict=True)
+                )
+            ],
+            n_lines=len(item.lines),
+            n_windows=len(item.spans),
+            model_version=self.version,
+        )
+
+
+def _pick_category(category_probs: np.ndarray, is_anomalous: bool) -> int:
+    """The most likely category that agrees with the verdict (index 0 is "normal").
+
+    The heads are trained jointly but decide separately; reporting "normal" beside an
+    anomalous verdict (or the reverse) would only confuse the reader.
+    """
+    if is_anomalous and len(category_probs) > 1:
+        return 1 + int(np.argmax(category_probs[1:]))
+    return 0 if not is_anomalous else int(np.argmax(category_probs))
+
+
+@dataclass
+class _Prepared:
+    lines: list[str]
+    templates: list[str]
+    spans: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, lines: Sequence[str], max_lines: int) -> _Prepared:
+        kept = [line for line in lines if line.strip()]
+        if not kept:
+            raise ValueError("no log lines to score: the input is empty or blank")
+        return cls(kept, mask_lines(kept), window_spans(len(kept), max_lines))

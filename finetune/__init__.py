@@ -1,0 +1,1 @@
+"""finetune: see README; implemented in later issues."""

@@ -1,0 +1,1 @@
+"""knowledge: see README; implemented in later issues."""
