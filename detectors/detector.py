@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,16 @@ class EncoderMismatchError(RuntimeError):
     """The encoder's width differs from the one the model was trained with."""
 
 
-@dataclass
-class _WindowOutputs:
-    logits: np.ndarray  # (W,)
-    category_probs: np.ndarray  # (W, C)
-    contributions: list[np.ndarray]  # per window, (len(window),)
-    gate_means: np.ndarray  # (W, E) mean combine weight over lines and layers
-    gate_shares: np.ndarray  # (W, E) share of routing decisions that kept the expert
-    pooled: np.ndarray  # (W, D)
+@dataclass(frozen=True, slots=True)
+class _WindowOut:
+    """The model's output for one window; a pure function of the window's templates."""
+
+    logit: float
+    category_probs: np.ndarray  # (C,)
+    contributions: np.ndarray  # (len(window),)
+    gate_means: np.ndarray  # (E,) mean combine weight over lines and layers
+    gate_shares: np.ndarray  # (E,) share of routing decisions that kept the expert
+    pooled: np.ndarray  # (D,)
 
 
 class Detector:
@@ -48,6 +51,7 @@ class Detector:
         calibration: Calibration,
         cache: TemplateEmbeddingCache,
         card: dict[str, Any] | None = None,
+        window_cache_entries: int = 50_000,
     ) -> None:
         if cache.encoder.dim != model.cfg.encoder_dim:
             raise EncoderMismatchError(
@@ -59,6 +63,8 @@ class Detector:
         self.calibration = calibration
         self.cache = cache
         self.card = card or {}
+        self.window_cache_entries = window_cache_entries
+        self._window_cache: OrderedDict[tuple[str, ...], _WindowOut] = OrderedDict()
 
     @classmethod
     def load(
@@ -99,7 +105,7 @@ class Detector:
         results: list[DetectorResult] = []
         offset = 0
         for item in prepared:
-            results.append(self._result(item, outputs, offset, top_k))
+            results.append(self._result(item, outputs[offset : offset + len(item.spans)], top_k))
             offset += len(item.spans)
         return results
 
@@ -110,59 +116,75 @@ class Detector:
         out = np.zeros((len(prepared), self.model.cfg.d_model), dtype=np.float32)
         offset = 0
         for i, item in enumerate(prepared):
-            out[i] = outputs.pooled[offset : offset + len(item.spans)].mean(axis=0)
+            out[i] = np.mean([w.pooled for w in outputs[offset : offset + len(item.spans)]], axis=0)
             offset += len(item.spans)
         return out
 
     # -- internals -------------------------------------------------------------------------
 
-    def _run(self, prepared: list[_Prepared], batch_size: int) -> _WindowOutputs:
-        """Embed every distinct template once, then run all windows in length-sorted batches."""
+    def _run(self, prepared: list[_Prepared], batch_size: int) -> list[_WindowOut]:
+        """Outputs for every window of every prepared sequence, in order.
+
+        A window's output depends only on its templates, so outputs are kept in a bounded
+        LRU keyed by the template tuple: repetitive streams (most production logs) skip the
+        model entirely for windows already seen, and duplicates within a call run once.
+        """
+        keys = [tuple(item.templates[start:end]) for item in prepared for start, end in item.spans]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._window_cache))
+        if missing:
+            for key, out in zip(missing, self._run_model(missing, batch_size), strict=True):
+                self._window_cache[key] = out
+                if len(self._window_cache) > self.window_cache_entries:
+                    self._window_cache.popitem(last=False)
+        results: list[_WindowOut] = []
+        for key in keys:
+            cached = self._window_cache.get(key)
+            # A miss here means the window was evicted within this very call (more windows than the LRU holds).
+            results.append(cached if cached is not None else self._run_model([key], 1)[0])
+        return results
+
+    def _run_model(self, windows: list[tuple[str, ...]], batch_size: int) -> list[_WindowOut]:
         rows: dict[str, int] = {}
-        windows: list[list[int]] = []
-        for item in prepared:
-            ids = [rows.setdefault(t, len(rows)) for t in item.templates]
-            windows.extend(ids[start:end] for start, end in item.spans)
+        ids = [[rows.setdefault(t, len(rows)) for t in window] for window in windows]
         table = torch.from_numpy(self.cache.embed(list(rows)))  # (T, encoder_dim)
-        n_windows, n_experts = len(windows), self.model.cfg.n_experts
-        logits = np.zeros(n_windows, dtype=np.float32)
-        category_probs = np.zeros((n_windows, self.model.cfg.n_categories), dtype=np.float32)
-        gate_means = np.zeros((n_windows, n_experts), dtype=np.float32)
-        gate_shares = np.zeros((n_windows, n_experts), dtype=np.float32)
-        pooled = np.zeros((n_windows, self.model.cfg.d_model), dtype=np.float32)
-        contributions: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * n_windows
+        outputs: list[_WindowOut | None] = [None] * len(windows)
         # Sorting by length keeps padding, and so wasted attention work, to a minimum.
-        order = sorted(range(n_windows), key=lambda i: len(windows[i]))
+        order = sorted(range(len(windows)), key=lambda i: len(ids[i]))
         with torch.inference_mode():
-            for start in range(0, n_windows, batch_size):
+            for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                x, mask = batch_from_ids(table, [windows[i] for i in idx])  # (B, L, E), (B, L)
+                x, mask = batch_from_ids(table, [ids[i] for i in idx])  # (B, L, E), (B, L)
                 out = self.model(x, mask)
                 real = mask.unsqueeze(-1).float()  # (B, L, 1)
                 n_real = real.sum(dim=1) * len(out.routing)  # (B, 1)
                 combine = torch.stack([r.combine_weights for r in out.routing]).sum(0)  # (B, L, E)
                 chosen = torch.stack([(r.combine_weights > 0).float() for r in out.routing]).sum(0)
-                logits[idx] = out.anomaly_logit.numpy()
-                category_probs[idx] = torch.softmax(out.category_logits, dim=-1).numpy()
-                gate_means[idx] = ((combine * real).sum(dim=1) / n_real).numpy()
-                gate_shares[idx] = ((chosen * real).sum(dim=1) / n_real).numpy()
-                pooled[idx] = out.pooled.numpy()
+                logits = out.anomaly_logit.numpy()
+                category_probs = torch.softmax(out.category_logits, dim=-1).numpy()
+                gate_means = ((combine * real).sum(dim=1) / n_real).numpy()  # (B, E)
+                gate_shares = ((chosen * real).sum(dim=1) / n_real).numpy()  # (B, E)
+                pooled = out.pooled.numpy()
                 per_line = out.line_contributions.numpy()  # (B, L)
                 for row, i in enumerate(idx):
-                    contributions[i] = per_line[row, : len(windows[i])]
-        return _WindowOutputs(logits, category_probs, contributions, gate_means, gate_shares, pooled)
+                    outputs[i] = _WindowOut(
+                        float(logits[row]),
+                        category_probs[row],
+                        per_line[row, : len(ids[i])].copy(),
+                        gate_means[row],
+                        gate_shares[row],
+                        pooled[row],
+                    )
+        return [o for o in outputs if o is not None]
 
-    def _result(self, item: _Prepared, out: _WindowOutputs, offset: int, top_k: int) -> DetectorResult:
-        span = slice(offset, offset + len(item.spans))
-        window_logits = out.logits[span]
-        worst = int(np.argmax(window_logits))  # the sequence is as anomalous as its worst window
-        probability = float(self.calibration.probability(np.array([window_logits[worst]]))[0])
-        category_probs = out.category_probs[offset + worst]
+    def _result(self, item: _Prepared, windows: list[_WindowOut], top_k: int) -> DetectorResult:
+        worst = max(range(len(windows)), key=lambda w: windows[w].logit)  # as anomalous as its worst window
+        probability = float(self.calibration.probability(np.array([windows[worst].logit]))[0])
+        category_probs = windows[worst].category_probs
         is_anomalous = probability >= self.calibration.threshold
         category_index = _pick_category(category_probs, is_anomalous)
         line_scores = np.full(len(item.lines), -np.inf)
-        for (start, end), contrib in zip(item.spans, out.contributions[span], strict=True):
-            line_scores[start:end] = np.maximum(line_scores[start:end], contrib)
+        for (start, end), window in zip(item.spans, windows, strict=True):
+            line_scores[start:end] = np.maximum(line_scores[start:end], window.contributions)
         top = np.argsort(-line_scores, kind="stable")[:top_k]
         return DetectorResult(
             verdict="anomalous" if is_anomalous else "normal",
@@ -183,7 +205,11 @@ class Detector:
             experts=[
                 ExpertUsage(expert=e, mean_gate=float(m), share_selected=float(s))
                 for e, (m, s) in enumerate(
-                    zip(out.gate_means[span].mean(0), out.gate_shares[span].mean(0), strict=True)
+                    zip(
+                        np.mean([w.gate_means for w in windows], axis=0),
+                        np.mean([w.gate_shares for w in windows], axis=0),
+                        strict=True,
+                    )
                 )
             ],
             n_lines=len(item.lines),

@@ -26,10 +26,10 @@ class SequenceModelConfig:
     """Every dimension of the model, by name. Saved as config.json in the model directory."""
 
     encoder_dim: int = 384  # width of the line encoder's output (all-MiniLM-L6-v2: 384)
-    d_model: int = 128  # width of the sequence model
+    d_model: int = 64  # width of the sequence model
     n_layers: int = 2
     n_heads: int = 8
-    d_ff: int = 256  # hidden width of each expert
+    d_ff: int = 128  # hidden width of each expert
     n_experts: int = 4
     top_p: float = 0.8
     max_lines: int = 128  # longest window the positional table covers; longer input is windowed

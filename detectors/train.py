@@ -126,6 +126,18 @@ def sequence_logits(model: SequenceModel, corpus: EncodedCorpus, batch_size: int
     return out
 
 
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of windows of similar length, in random order.
+
+    One 128-line window in a batch of 20-line ones would pad them all to 128; grouping by
+    length (with random tie-breaks so batches differ between epochs) avoids that waste.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 class _Trainer:
     def __init__(
         self, cfg: TrainConfig, train: EncodedCorpus, valid: EncodedCorpus, progress: ProgressFn | None
@@ -171,16 +183,14 @@ class _Trainer:
         optimiser = torch.optim.AdamW(
             self.model.parameters(), lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay
         )
-        order = list(range(len(self.train_corpus.windows)))
         rng = random.Random(self.cfg.seed + (0 if dense else 1))
-        steps_per_epoch = (len(order) + self.cfg.batch_size - 1) // self.cfg.batch_size
+        lengths = [len(w) for w in self.train_corpus.windows]
         best_loss, best_state, stale, run = float("inf"), None, 0, 0
         for epoch in range(epochs):
             run = epoch + 1
             self.model.train()
-            rng.shuffle(order)
-            for step, start in enumerate(range(0, len(order), self.cfg.batch_size)):
-                idx = order[start : start + self.cfg.batch_size]
+            batches = length_bucketed_batches(lengths, self.cfg.batch_size, rng)
+            for step, idx in enumerate(batches):
                 windows = [self.train_corpus.windows[i] for i in idx]
                 loss = self._loss(windows, self.train_corpus, idx, self.train_targets)
                 optimiser.zero_grad()
@@ -188,7 +198,7 @@ class _Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 optimiser.step()
                 if self.progress:
-                    self.progress(f"{name} epoch {run}/{epochs}", step + 1, steps_per_epoch)
+                    self.progress(f"{name} epoch {run}/{epochs}", step + 1, len(batches))
             valid_loss = self._valid_loss()
             if valid_loss < best_loss - 1e-4:
                 best_loss, stale = valid_loss, 0
