@@ -1,0 +1,1 @@
+"""Surfaces: the CLI now; the HTTP server, MCP server and Slack app in later issues."""

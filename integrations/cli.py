@@ -1,0 +1,74 @@
+"""The `logtriage` command line. An entry point: the only place (with the server) that reads settings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from detectors.encoder import EncoderNotFoundError
+from detectors.model_io import ModelDirError
+from detectors.sequences import InputFormatError
+from integrations.settings import ConfigError, Settings, load_settings
+
+USAGE_ERROR = 2  # bad input or configuration, as with argparse and click
+
+app = typer.Typer(
+    name="logtriage",
+    help="Is this log anomalous, have we seen it before, what is it? Log triage for on-call engineers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML settings file (env: LOGTRIAGE_CONFIG)", show_default=False),
+]
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error that says what to do, and exit with the usage-error code."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(USAGE_ERROR)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Map the errors a user can fix to a message and exit code 2; anything else is a bug and raises."""
+    try:
+        yield
+    except (InputFormatError, ConfigError, ModelDirError, EncoderNotFoundError) as err:
+        fail(str(err))
+    except ValueError as err:  # our libraries raise ValueError only for bad arguments or data
+        fail(str(err))
+
+
+def settings_from(config: Path | None, **flags: object) -> Settings:
+    with user_errors():
+        return load_settings(config, **flags)
+
+
+def _register_commands() -> None:
+    # Imported here so `logtriage --help` stays fast and the modules stay small.
+    from integrations import cli_detector
+
+    cli_detector.register(app)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _register_commands()
+    try:
+        app()
+    except BrokenPipeError:  # `logtriage score big.log | head` is normal use, not a crash
+        sys.stderr.close()
+        sys.exit(0)

@@ -1,0 +1,88 @@
+"""The one place the environment is read. Instantiated only by entry points (CLI, server).
+
+Precedence, highest first: command-line flags (applied by the CLI), `LOGTRIAGE_*` environment
+variables, the TOML file (`--config`, `LOGTRIAGE_CONFIG`, or ~/.config/logtriage/config.toml),
+then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    """The XDG data directory: $XDG_DATA_HOME/logtriage, else ~/.local/share/logtriage."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "logtriage"
+
+
+def default_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "logtriage" / "config.toml"
+
+
+class ConfigError(RuntimeError):
+    """Configuration is missing or wrong. The message names the env var and the flag."""
+
+
+class Settings(BaseSettings):
+    """logtriage settings. Every field is also `LOGTRIAGE_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGTRIAGE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="caches, incidents, state")
+    model_dir: Path | None = Field(
+        default=None, description="detector model directory; default: shipped model"
+    )
+    encoder_path: Path | None = Field(
+        default=None, description="BERT-family encoder directory; default: the model's own reference"
+    )
+    embedding_cache_entries: int = Field(default=100_000, ge=1, description="templates kept in memory")
+    persist_embedding_cache: bool = Field(default=True, description="keep template embeddings on disk")
+
+    # The TOML path is set per load by `load_settings`; a class attribute keeps pydantic out of it.
+    _toml_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    @property
+    def embedding_cache_path(self) -> Path | None:
+        return (
+            self.data_dir / "cache" / "template_embeddings.sqlite" if self.persist_embedding_cache else None
+        )
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build Settings from flags (`overrides`, None values ignored), env, and the TOML file."""
+    explicit = config_file or (
+        Path(os.environ["LOGTRIAGE_CONFIG"]) if os.environ.get("LOGTRIAGE_CONFIG") else None
+    )
+    if explicit is not None and not explicit.is_file():
+        raise ConfigError(f"config file {explicit} does not exist (set by --config or LOGTRIAGE_CONFIG)")
+    toml_file = explicit or (default_config_file() if default_config_file().is_file() else None)
+    Settings._toml_file = toml_file
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    finally:
+        Settings._toml_file = None
