@@ -131,7 +131,7 @@ def goal_mark(ok: bool | None) -> str:
 
 def show_table(title: str, rows: Sequence[tuple[str, str, str, bool | None]]) -> None:
     """Print (figure, value, goal, met?) rows as one table on stdout."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=100)
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("goal")

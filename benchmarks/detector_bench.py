@@ -231,7 +231,6 @@ def print_accuracy(acc: dict[str, Any]) -> None:
         )
     syn = acc["synthetic"]
     rows = [_metric_row("shipped model", syn["model"]), _metric_row("keyword regex", syn["keyword_baseline"])]
-    rows.append(_metric_row("keyword regex, ignore case", syn["keyword_baseline_ignorecase"]))
     rows += [(f"recall: {k}", f"{v:.4f}", "", None) for k, v in syn["per_category_recall"].items()]
     show_table(f"Synthetic {syn['test_set']}", rows)
 

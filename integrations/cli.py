@@ -57,16 +57,24 @@ def settings_from(config: Path | None, **flags: object) -> Settings:
         return load_settings(config, **flags)
 
 
-def _register_commands() -> None:
-    # Imported here so `logtriage --help` stays fast and the modules stay small.
-    from integrations import cli_detector
+_registered = False
 
-    cli_detector.register(app)
+
+def register_commands() -> typer.Typer:
+    """Attach every command to `app` (once) and return it; tests drive the same app."""
+    global _registered
+    if not _registered:
+        # Imported here so the command modules can import this one's helpers.
+        from integrations import cli_detector
+
+        cli_detector.register(app)
+        _registered = True
+    return app
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _register_commands()
+    register_commands()
     try:
         app()
     except BrokenPipeError:  # `logtriage score big.log | head` is normal use, not a crash

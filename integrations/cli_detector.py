@@ -103,7 +103,7 @@ def _print_result(seq: LabelledSequence, result: DetectorResult) -> None:
     if result.verdict == "anomalous":
         for ev in result.evidence[:3]:
             stdout.print(
-                f"   {ev.contribution:+.2f}  line {ev.index + 1}: {ev.line[:160]}",
+                f"   {ev.contribution:+.2f}  [{ev.index + 1}] {ev.line[:160]}",
                 highlight=False,
                 markup=False,
             )

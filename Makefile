@@ -1,0 +1,46 @@
+# One target per job. `make run` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint typecheck pytest default-model bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on the embedded defaults: score the bundled example log with the shipped model.
+run: setup
+	$(BIN)/logtriage score examples/payment-incident.log --window 12
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+# Reproduces detectors/default_model: synthetic data only, never ../shared or external data.
+default-model: setup
+	mkdir -p runs
+	$(BIN)/logtriage generate --n 4000 --seed 0 --out runs/synthetic_train.jsonl
+	$(BIN)/logtriage train --train runs/synthetic_train.jsonl --out detectors/default_model --seed 0
+
+bench: setup
+	$(BIN)/python benchmarks/detector_bench.py
+
+bench-quick: setup
+	$(BIN)/python benchmarks/detector_bench.py --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache runs
