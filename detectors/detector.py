@@ -166,15 +166,40 @@ class Detector:
                 pooled = out.pooled.numpy()
                 per_line = out.line_contributions.numpy()  # (B, L)
                 for row, i in enumerate(idx):
+                    contributions = per_line[row, : len(ids[i])].copy()
+                    if self._is_anomalous(float(logits[row])):
+                        contributions = self._occlusion(x[row, : len(ids[i])], float(logits[row]))
                     outputs[i] = _WindowOut(
                         float(logits[row]),
                         category_probs[row],
-                        per_line[row, : len(ids[i])].copy(),
+                        contributions,
                         gate_means[row],
                         gate_shares[row],
                         pooled[row],
                     )
         return [o for o in outputs if o is not None]
+
+    def _is_anomalous(self, logit: float) -> bool:
+        return bool(self.calibration.probability(np.array([logit]))[0] >= self.calibration.threshold)
+
+    def _occlusion(self, window: torch.Tensor, logit: float) -> np.ndarray:
+        """How far the anomaly logit falls when each line is left out: (L,).
+
+        Used for anomalous windows. The additive per-line terms are exact, but attention spreads
+        an odd line's signal over its neighbours, so those terms rarely single it out. Leaving the
+        line out asks the model directly. One batch of L
+        variants costs one forward pass, and only for the few windows that are flagged.
+        """
+        length = window.shape[0]
+        if length == 1:
+            return np.array([logit], dtype=np.float32)
+        keep = ~torch.eye(length, dtype=torch.bool)  # (L, L): variant v keeps every line but v
+        # Deleting the line (later lines move up one position) reads as the same log without it;
+        # merely masking it would leave a positional gap the model may itself find odd.
+        x = window.unsqueeze(0).expand(length, -1, -1)[keep].view(length, length - 1, -1)  # (L, L-1, E)
+        mask = torch.ones((length, length - 1), dtype=torch.bool)
+        without = self.model(x, mask).anomaly_logit.numpy()  # (L,)
+        return (logit - without).astype(np.float32)
 
     def _result(self, item: _Prepared, windows: list[_WindowOut], top_k: int) -> DetectorResult:
         worst = max(range(len(windows)), key=lambda w: windows[w].logit)  # as anomalous as its worst window

@@ -93,11 +93,17 @@ class TemplateEmbeddingCache:
 
     def embed(self, templates: Sequence[str]) -> np.ndarray:
         """Return a (len(templates), dim) array, encoding each unseen template once."""
-        unique = list(dict.fromkeys(templates))
-        missing = [t for t in unique if t not in self._memory]
+        found: dict[str, np.ndarray] = {}
+        missing: list[str] = []
+        for template in dict.fromkeys(templates):
+            vector = self._memory.get(template)
+            if vector is None:
+                missing.append(template)
+            else:
+                found[template] = vector
+                self._memory.move_to_end(template)  # recently used stays resident
         self.stats.hits += len(templates) - len(missing)
         self.stats.misses += len(missing)
-        fetched: dict[str, np.ndarray] = {}
         if missing:
             fetched = self._load_from_disk(missing)
             to_encode = [t for t in missing if t not in fetched]
@@ -108,16 +114,11 @@ class TemplateEmbeddingCache:
                 fetched.update(encoded)
             for template, vector in fetched.items():
                 self._remember(template, vector)
-        # Read everything out before returning: a batch larger than max_entries may have
-        # evicted some of its own early templates, so fall back to the freshly fetched ones.
-        lookup = {t: self._memory.get(t) for t in unique}
-        for template in unique:
-            if template in self._memory:
-                self._memory.move_to_end(template)  # keep recently used templates resident
+            # Built from `found`, not from memory: inserting may evict this batch's own templates.
+            found.update(fetched)
         out = np.empty((len(templates), self.encoder.dim), dtype=np.float32)
         for i, template in enumerate(templates):
-            cached = lookup[template]
-            out[i] = fetched[template] if cached is None else cached
+            out[i] = found[template]
         return out
 
     def close(self) -> None:

@@ -15,7 +15,12 @@ class LineEvidence(BaseModel):
     index: int = Field(description="0-based position of the line in the scored input")
     line: str
     template: str = Field(description="the line with its variables masked, as the model saw it")
-    contribution: float = Field(description="this line's additive share of the anomaly logit")
+    contribution: float = Field(
+        description=(
+            "anomalous verdicts: how far the anomaly logit falls when this line is left out; "
+            "normal verdicts: this line's additive share of the anomaly logit"
+        )
+    )
 
 
 class ExpertUsage(BaseModel):

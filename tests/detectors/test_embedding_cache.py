@@ -101,15 +101,6 @@ def test_the_least_recently_used_template_is_evicted_first() -> None:
     assert encoder.calls == [["a"], ["b"], ["c"], ["b"]]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "embedding_cache.py embed(): cached templates are only moved to the LRU end after the "
-        "newly encoded ones are inserted, so inserting them can evict a template of the same batch "
-        "that was a hit; it is then in neither _memory nor `fetched` and line 120 raises KeyError"
-    ),
-    strict=True,
-    raises=KeyError,
-)
 def test_a_batch_mixing_a_cached_template_and_a_new_one_returns_both_at_capacity() -> None:
     cache = TemplateEmbeddingCache(HashEncoder(), max_entries=2)
     cache.embed(["a", "b"])  # full: a is the least recently used

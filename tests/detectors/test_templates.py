@@ -76,7 +76,9 @@ def test_paths_are_masked_as_one_token(line: str, template: str) -> None:
     assert mask_line(line) == template
 
 
-@pytest.mark.parametrize("identifier", ["req-8f3a21", "user_1042", "R02-M1-N0-C:J12-U11", "node7.rack2", "v2.0.1"])
+@pytest.mark.parametrize(
+    "identifier", ["req-8f3a21", "user_1042", "R02-M1-N0-C:J12-U11", "node7.rack2", "v2.0.1"]
+)
 def test_identifiers_holding_a_digit_are_masked(identifier: str) -> None:
     assert mask_line(f"handled {identifier} ok") == "handled <ID> ok"
 

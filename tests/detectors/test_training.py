@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def _config(seed: int = 0) -> TrainConfig:
     )
 
 
-def _train(out_dir: Path, sequences: list[LabelledSequence], config: TrainConfig | None = None) -> TrainReport:
+def _train(
+    out_dir: Path, sequences: list[LabelledSequence], config: TrainConfig | None = None
+) -> TrainReport:
     encoder = HashEncoder(DIM)
     ref = EncoderRef(name="hash", package=None, dim=DIM, identity=encoder.identity)
     return train(sequences, None, out_dir, TemplateEmbeddingCache(encoder), ref, config or _config())
@@ -171,11 +174,17 @@ def test_evidence_names_real_input_lines_strongest_first(detector: Detector) -> 
     assert contributions == sorted(contributions, reverse=True)
 
 
+def test_occlusion_evidence_singles_out_the_foreign_line_far_above_chance(detector: Detector) -> None:
+    # Each sequence has 4 lines, so chance is 5 of 20; the additive per-line terms managed 1-8 of 20.
+    foreign = _sequences(20, seed=7, kinds="z")
+    results = detector.score_many([s.lines for s in foreign])
+    assert sum(r.evidence[0].line.startswith("kernel panic Z") for r in results) >= 15
+
+
 @pytest.mark.xfail(
     reason=(
-        "model.py SequenceModel.forward: line_contributions are taken from the post-attention "
-        "states, so the foreign line's signal is spread over every line it attends with; the "
-        "injected Z line ranks first only about as often as chance (5-50% across seeds)"
+        "occlusion reaches 17 of 20 on this tiny model: leaving a line out of a 4-line sequence gives "
+        "3-line variants it never saw in training, whose logits are arbitrary"
     ),
     strict=True,
 )
@@ -259,7 +268,7 @@ def test_a_short_sequence_is_one_window_and_a_long_one_steps_by_half_a_window() 
 def test_the_validation_split_keeps_the_class_ratio_and_loses_nothing() -> None:
     data = _sequences(100, seed=4, kinds="nnnnz")  # 80 normal, 20 anomalous
     train_part, valid_part = split_validation(data, 0.15, seed=0)
-    assert sorted(s.label for s in valid_part) == [0] * 12 + [1] * 3
+    assert Counter(s.label for s in valid_part) == {0: 12, 1: 3}
     assert len(train_part) == 85
     assert sorted(s.source_id for s in train_part + valid_part) == sorted(s.source_id for s in data)
 
@@ -275,7 +284,7 @@ def test_a_class_with_a_single_sequence_stays_in_training() -> None:
     data = _sequences(5, seed=4, kinds="nnnnz")
     train_part, valid_part = split_validation(data, 0.5, seed=0)
     assert [s.label for s in valid_part] == [0, 0]
-    assert sorted(s.label for s in train_part) == [0, 0, 1]
+    assert Counter(s.label for s in train_part) == {0: 2, 1: 1}
 
 
 def test_length_bucketed_batches_use_every_window_exactly_once() -> None:
