@@ -203,18 +203,15 @@ def print_accuracy(acc: dict[str, Any]) -> None:
     hdfs = acc["hdfs"]
     if "skipped" not in hdfs:
         res = hdfs["resample_3pct"]
+        full = not hdfs["mode"].startswith("quick")  # the F1 goals are for the full training run
+        f1_all, f1_unseen = hdfs["all"]["f1"], hdfs["unseen"]["f1"]
         show_table(
             f"HDFS, fresh model ({hdfs['mode']}; {hdfs['n_train_sessions']} sessions, "
             f"trained in {hdfs['train_seconds']:.1f} s)",
             [
+                _metric_row("valid, all", hdfs["all"], "F1 ≥ 0.995", f1_all >= 0.995 if full else None),
                 _metric_row(
-                    "valid, all", hdfs["all"], "F1 ≥ 0.995", hdfs["all"]["f1"] >= GOALS["hdfs_f1_all"]
-                ),
-                _metric_row(
-                    "valid, unseen",
-                    hdfs["unseen"],
-                    "F1 ≥ 0.99",
-                    hdfs["unseen"]["f1"] >= GOALS["hdfs_f1_unseen"],
+                    "valid, unseen", hdfs["unseen"], "F1 ≥ 0.99", f1_unseen >= 0.99 if full else None
                 ),
                 _metric_row(f"3% resample, mean of {res['seeds']}", res),
                 ("3% resample, min F1", f"{res['f1_min']:.4f}", "", None),
@@ -238,8 +235,9 @@ def print_accuracy(acc: dict[str, Any]) -> None:
 def goals_met(result: dict[str, Any]) -> dict[str, bool | None]:
     hdfs = result["hdfs"]
     flat = {k: result.get(k) for k in GOALS}
-    flat["hdfs_f1_all"] = hdfs["all"]["f1"] if "all" in hdfs else None
-    flat["hdfs_f1_unseen"] = hdfs["unseen"]["f1"] if "unseen" in hdfs else None
+    full = "all" in hdfs and not result["quick"]  # the F1 goals are for the full training run
+    flat["hdfs_f1_all"] = hdfs["all"]["f1"] if full else None
+    flat["hdfs_f1_unseen"] = hdfs["unseen"]["f1"] if full else None
     upper = {"latency_unseen_p50_ms", "latency_unseen_p95_ms"}
     return {
         k: None if v is None else (v <= GOALS[k] if k in upper else v >= GOALS[k]) for k, v in flat.items()
