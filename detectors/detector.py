@@ -165,10 +165,14 @@ class Detector:
                 gate_shares = ((chosen * real).sum(dim=1) / n_real).numpy()  # (B, E)
                 pooled = out.pooled.numpy()
                 per_line = out.line_contributions.numpy()  # (B, L)
+                flagged = [row for row in range(len(idx)) if self._is_anomalous(float(logits[row]))]
+                occluded = self._occlusion([x[row, : len(ids[idx[row]])] for row in flagged], logits[flagged])
+                position = {row: k for k, row in enumerate(flagged)}
                 for row, i in enumerate(idx):
-                    contributions = per_line[row, : len(ids[i])].copy()
-                    if self._is_anomalous(float(logits[row])):
-                        contributions = self._occlusion(x[row, : len(ids[i])], float(logits[row]))
+                    if row in position:
+                        contributions = occluded[position[row]]
+                    else:
+                        contributions = per_line[row, : len(ids[i])].copy()
                     outputs[i] = _WindowOut(
                         float(logits[row]),
                         category_probs[row],
@@ -182,24 +186,32 @@ class Detector:
     def _is_anomalous(self, logit: float) -> bool:
         return bool(self.calibration.probability(np.array([logit]))[0] >= self.calibration.threshold)
 
-    def _occlusion(self, window: torch.Tensor, logit: float) -> np.ndarray:
-        """How far the anomaly logit falls when each line is left out: (L,).
+    def _occlusion(self, windows: list[torch.Tensor], logits: np.ndarray) -> dict[int, np.ndarray]:
+        """For each window, how far its anomaly logit falls when each line is deleted: {k: (L_k,)}.
 
         Used for anomalous windows. The additive per-line terms are exact, but attention spreads
-        an odd line's signal over its neighbours, so those terms rarely single it out. Leaving the
-        line out asks the model directly. One batch of L
-        variants costs one forward pass, and only for the few windows that are flagged.
+        an odd line's signal over its neighbours, so those terms rarely single it out. Deleting
+        the line (later lines move up one position) asks the model directly; merely masking it
+        would leave a positional gap the model may itself find odd. Windows of equal length share
+        one forward pass, so there is no padding and few calls.
         """
-        length = window.shape[0]
-        if length == 1:
-            return np.array([logit], dtype=np.float32)
-        keep = ~torch.eye(length, dtype=torch.bool)  # (L, L): variant v keeps every line but v
-        # Deleting the line (later lines move up one position) reads as the same log without it;
-        # merely masking it would leave a positional gap the model may itself find odd.
-        x = window.unsqueeze(0).expand(length, -1, -1)[keep].view(length, length - 1, -1)  # (L, L-1, E)
-        mask = torch.ones((length, length - 1), dtype=torch.bool)
-        without = self.model(x, mask).anomaly_logit.numpy()  # (L,)
-        return (logit - without).astype(np.float32)
+        out: dict[int, np.ndarray] = {}
+        by_length: dict[int, list[int]] = {}
+        for k, window in enumerate(windows):
+            by_length.setdefault(window.shape[0], []).append(k)
+        for length, group in by_length.items():
+            if length == 1:  # leaving the only line out leaves nothing: it carries the whole logit
+                out.update({k: np.array([logits[k]], dtype=np.float32) for k in group})
+                continue
+            keep = ~torch.eye(length, dtype=torch.bool)  # (L, L): variant v keeps every line but v
+            stacked = torch.stack([windows[k] for k in group])  # (G, L, E)
+            variants = stacked.unsqueeze(1).expand(-1, length, -1, -1)[:, keep]  # (G, L*(L-1), E)
+            variants = variants.reshape(len(group) * length, length - 1, -1)  # (G*L, L-1, E)
+            mask = torch.ones(variants.shape[:2], dtype=torch.bool)
+            without = self.model(variants, mask).anomaly_logit.numpy().reshape(len(group), length)  # (G, L)
+            for row, k in enumerate(group):
+                out[k] = (logits[k] - without[row]).astype(np.float32)
+        return out
 
     def _result(self, item: _Prepared, windows: list[_WindowOut], top_k: int) -> DetectorResult:
         worst = max(range(len(windows)), key=lambda w: windows[w].logit)  # as anomalous as its worst window
