@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -50,7 +50,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable outpu
 CHUNK = 256  # sequences scored per batch: bounded memory on any input size
 
 
-def _progress(**columns: Any) -> Progress:
+def _progress() -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
