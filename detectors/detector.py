@@ -100,27 +100,31 @@ class Detector:
         self, sequences: Sequence[Sequence[str]], *, top_k: int = 5, batch_size: int = 256
     ) -> list[DetectorResult]:
         """Score many sequences at once; far faster per sequence than repeated `score` calls."""
-        prepared = [_Prepared.of(lines, self.model.cfg.max_lines) for lines in sequences]
-        outputs = self._run(prepared, batch_size)
-        results: list[DetectorResult] = []
-        offset = 0
-        for item in prepared:
-            results.append(self._result(item, outputs[offset : offset + len(item.spans)], top_k))
-            offset += len(item.spans)
-        return results
+        return [
+            self._result(item, windows, top_k) for item, windows in self._windows_of(sequences, batch_size)
+        ]
 
     def embed(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
         """Sequence embeddings (the pooled hidden state, averaged over windows): (N, d_model)."""
-        prepared = [_Prepared.of(lines, self.model.cfg.max_lines) for lines in sequences]
-        outputs = self._run(prepared, 256)
-        out = np.zeros((len(prepared), self.model.cfg.d_model), dtype=np.float32)
-        offset = 0
-        for i, item in enumerate(prepared):
-            out[i] = np.mean([w.pooled for w in outputs[offset : offset + len(item.spans)]], axis=0)
-            offset += len(item.spans)
+        out = np.zeros((len(sequences), self.model.cfg.d_model), dtype=np.float32)
+        for i, (_, windows) in enumerate(self._windows_of(sequences, 256)):
+            out[i] = np.mean([w.pooled for w in windows], axis=0)
         return out
 
     # -- internals -------------------------------------------------------------------------
+
+    def _windows_of(
+        self, sequences: Sequence[Sequence[str]], batch_size: int
+    ) -> list[tuple[_Prepared, list[_WindowOut]]]:
+        """Each sequence with the model outputs of its windows, all windows run together."""
+        prepared = [_Prepared.of(lines, self.model.cfg.max_lines) for lines in sequences]
+        outputs = self._run(prepared, batch_size)
+        grouped: list[tuple[_Prepared, list[_WindowOut]]] = []
+        offset = 0
+        for item in prepared:
+            grouped.append((item, outputs[offset : offset + len(item.spans)]))
+            offset += len(item.spans)
+        return grouped
 
     def _run(self, prepared: list[_Prepared], batch_size: int) -> list[_WindowOut]:
         """Outputs for every window of every prepared sequence, in order.
@@ -165,13 +169,11 @@ class Detector:
                 gate_shares = ((chosen * real).sum(dim=1) / n_real).numpy()  # (B, E)
                 pooled = out.pooled.numpy()
                 per_line = out.line_contributions.numpy()  # (B, L)
-                flagged = [row for row in range(len(idx)) if self._is_anomalous(float(logits[row]))]
-                occluded = self._occlusion([x[row, : len(ids[idx[row]])] for row in flagged], logits[flagged])
-                position = {row: k for k, row in enumerate(flagged)}
+                flagged = np.flatnonzero(self.calibration.probability(logits) >= self.calibration.threshold)
+                occluded = self._occlusion({int(r): x[r, : len(ids[idx[r]])] for r in flagged}, logits)
                 for row, i in enumerate(idx):
-                    if row in position:
-                        contributions = occluded[position[row]]
-                    else:
+                    contributions = occluded.get(row)
+                    if contributions is None:
                         contributions = per_line[row, : len(ids[i])].copy()
                     outputs[i] = _WindowOut(
                         float(logits[row]),
@@ -183,11 +185,10 @@ class Detector:
                     )
         return [o for o in outputs if o is not None]
 
-    def _is_anomalous(self, logit: float) -> bool:
-        return bool(self.calibration.probability(np.array([logit]))[0] >= self.calibration.threshold)
+    def _occlusion(self, windows: dict[int, torch.Tensor], logits: np.ndarray) -> dict[int, np.ndarray]:
+        """For each batch row given, how far its anomaly logit falls when each line is deleted.
 
-    def _occlusion(self, windows: list[torch.Tensor], logits: np.ndarray) -> dict[int, np.ndarray]:
-        """For each window, how far its anomaly logit falls when each line is deleted: {k: (L_k,)}.
+        windows maps a batch row to its (L, E) line embeddings; the result maps it to (L,).
 
         Used for anomalous windows. The additive per-line terms are exact, but attention spreads
         an odd line's signal over its neighbours, so those terms rarely single it out. Deleting
@@ -197,8 +198,8 @@ class Detector:
         """
         out: dict[int, np.ndarray] = {}
         by_length: dict[int, list[int]] = {}
-        for k, window in enumerate(windows):
-            by_length.setdefault(window.shape[0], []).append(k)
+        for row, window in windows.items():
+            by_length.setdefault(window.shape[0], []).append(row)
         for length, group in by_length.items():
             if length == 1:  # leaving the only line out leaves nothing: it carries the whole logit
                 out.update({k: np.array([logits[k]], dtype=np.float32) for k in group})
