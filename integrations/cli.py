@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # errors stay one greppable line at any width
 stdout = Console(soft_wrap=True)
 
 ConfigOption = Annotated[
