@@ -16,6 +16,8 @@ from detectors.encoder import EncoderNotFoundError
 from detectors.model_io import ModelDirError
 from detectors.sequences import InputFormatError
 from integrations.settings import ConfigError, Settings, load_settings
+from knowledge.backend import BackendError, StoreLockedError
+from knowledge.records import IncidentNotFoundError
 
 USAGE_ERROR = 2  # bad input or configuration, as with argparse and click
 
@@ -46,7 +48,15 @@ def user_errors() -> Iterator[None]:
     """Map the errors a user can fix to a message and exit code 2; anything else is a bug and raises."""
     try:
         yield
-    except (InputFormatError, ConfigError, ModelDirError, EncoderNotFoundError) as err:
+    except (
+        InputFormatError,
+        ConfigError,
+        ModelDirError,
+        EncoderNotFoundError,
+        StoreLockedError,
+        BackendError,
+        IncidentNotFoundError,
+    ) as err:
         fail(str(err))
     except ValueError as err:  # our libraries raise ValueError only for bad arguments or data
         fail(str(err))
@@ -65,9 +75,10 @@ def register_commands() -> typer.Typer:
     global _registered
     if not _registered:
         # Imported here so the command modules can import this one's helpers.
-        from integrations import cli_detector
+        from integrations import cli_detector, cli_knowledge
 
         cli_detector.register(app)
+        cli_knowledge.register(app)
         _registered = True
     return app
 
@@ -80,3 +91,7 @@ def main() -> None:
     except BrokenPipeError:  # `logtriage score big.log | head` is normal use, not a crash
         sys.stderr.close()
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,8 @@ from detectors.results import DetectorResult
 from detectors.sequences import LabelledSequence
 from integrations.cli import ConfigOption, fail, settings_from, stderr, stdout, user_errors
 from integrations.settings import Settings
+from integrations.wiring import load_detector
+from knowledge.scoring import MemoryScore
 
 FormatOption = Annotated[
     str, typer.Option("--format", help="auto, jsonl, seed-json, seed-jsonl, raw or hdfs", show_default=True)
@@ -79,12 +82,7 @@ def _sequences(
 
 def _load_detector(settings: Settings) -> Detector:
     with user_errors(), stderr.status("loading the detector and its encoder"):
-        return Detector.load(
-            settings.model_dir,
-            encoder_path=settings.encoder_path,
-            cache_entries=settings.embedding_cache_entries,
-            cache_path=settings.embedding_cache_path,
-        )
+        return load_detector(settings)
 
 
 def _chunks(sequences: Iterator[LabelledSequence]) -> Iterator[list[LabelledSequence]]:
@@ -128,20 +126,49 @@ def score(
     step: StepOption = None,
     label_first_token: LabelTokenOption = False,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="evidence lines per sequence")] = 5,
+    memory: Annotated[
+        bool,
+        typer.Option("--memory/--no-memory", help="show similar past incidents and blend their labels in"),
+    ] = True,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Score logs: is each sequence anomalous, how sure, what kind, and which lines drove it."""
+    """Score logs: is each sequence anomalous, how sure, what kind, which lines, and seen before?"""
+    from integrations.cli_knowledge import opened_store, print_memory
+    from knowledge.scoring import score_with_memory
+
     settings = settings_from(config, model_dir=model, encoder_path=encoder)
+    sequences = _sequences(file, fmt, window, step, label_first_token)
     detector = _load_detector(settings)
     count = anomalous = 0
-    for seq, result in _score_stream(detector, _sequences(file, fmt, window, step, label_first_token), top_k):
-        count += 1
-        anomalous += result.verdict == "anomalous"
-        if as_json:
-            sys.stdout.write(json.dumps({"source_id": seq.source_id, **result.model_dump()}) + "\n")
-        else:
-            _print_result(seq, result)
+    with ExitStack() as stack:
+        store = stack.enter_context(opened_store(settings, detector)) if memory else None
+        for chunk in _chunks(sequences):
+            lines = [s.lines for s in chunk]
+            with user_errors():
+                if store is None:
+                    rows: list[tuple[DetectorResult, MemoryScore | None]] = [
+                        (r, None) for r in detector.score_many(lines, top_k=top_k)
+                    ]
+                else:
+                    scored = score_with_memory(
+                        detector, store, lines, k=settings.similar_k, top_k_evidence=top_k
+                    )
+                    rows = [(m.detector, m) for m in scored]
+            for seq, (result, with_memory) in zip(chunk, rows, strict=True):
+                count += 1
+                final = with_memory.blended.verdict if with_memory else result.verdict
+                anomalous += final == "anomalous"
+                if as_json:
+                    row = {"source_id": seq.source_id, **result.model_dump()}
+                    if with_memory:
+                        row["similar"] = [h.model_dump(mode="json") for h in with_memory.similar]
+                        row["blended"] = with_memory.blended.model_dump()
+                    sys.stdout.write(json.dumps(row) + "\n")
+                else:
+                    _print_result(seq, result)
+                    if with_memory:
+                        print_memory(with_memory)
     if count == 0:
         fail(f"{file}: no log lines found (empty input?)")
     if not as_json:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,6 +49,28 @@ class Settings(BaseSettings):
     )
     embedding_cache_entries: int = Field(default=100_000, ge=1, description="templates kept in memory")
     persist_embedding_cache: bool = Field(default=True, description="keep template embeddings on disk")
+
+    # Incident memory. Embedded in-process by default; a URL switches to a Qdrant server or cluster.
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server or cluster URL; default: embedded"
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key for the Qdrant server")
+    qdrant_collection: str = Field(default="incidents", min_length=1, description="collection name")
+    qdrant_shards: int | None = Field(default=None, ge=1, description="shard_number for a new collection")
+    qdrant_replication: int | None = Field(
+        default=None, ge=1, description="replication_factor, new collection"
+    )
+    qdrant_write_consistency: int | None = Field(
+        default=None, ge=1, description="write_consistency_factor for a new collection"
+    )
+    qdrant_timeout_s: float = Field(default=10.0, gt=0, description="per-request timeout for the server")
+    embedded_store: Literal["edge", "qdrant-local"] = Field(
+        default="edge", description="embedded engine: Qdrant Edge (HNSW) or qdrant-client local mode"
+    )
+    incident_vector: Literal["pooled", "template-mean"] = Field(
+        default="pooled", description="incident vectors: detector pooled state or mean template embedding"
+    )
+    similar_k: int = Field(default=5, ge=1, le=100, description="similar incidents shown and voting")
 
     # The TOML path is set per load by `load_settings`; a class attribute keeps pydantic out of it.
     _toml_file: Path | None = None
