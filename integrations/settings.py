@@ -68,7 +68,8 @@ class Settings(BaseSettings):
         default="edge", description="embedded engine: Qdrant Edge (HNSW) or qdrant-client local mode"
     )
     incident_vector: Literal["pooled", "template-mean"] = Field(
-        default="pooled", description="incident vectors: detector pooled state or mean template embedding"
+        default="template-mean",
+        description="incident vectors: detector pooled state or mean template embedding",
     )
     similar_k: int = Field(default=5, ge=1, le=100, description="similar incidents shown and voting")
 

@@ -34,7 +34,7 @@ def store_location(settings: Settings) -> StoreLocation:
 
 def incident_embedder(settings: Settings, detector: Detector) -> SequenceEmbedder:
     if settings.incident_vector == "template-mean":
-        return TemplateMeanEmbedder(detector)
+        return TemplateMeanEmbedder(detector.cache)
     return PooledEmbedder(detector)
 
 

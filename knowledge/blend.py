@@ -20,6 +20,7 @@ what they corrected, at once, and leaves everything far from it alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,9 +32,12 @@ from knowledge.records import SimilarIncident
 
 @dataclass(frozen=True)
 class BlendPolicy:
-    min_similarity: float = 0.90
-    full_similarity: float = 0.98
+    min_similarity: float = 0.95
+    full_similarity: float = 0.975
     max_weight: float = 1.0
+    # Voters further from the query than the closest one are discounted by exp(-gap / sharpness):
+    # the nearest confirmed incident speaks loudest, as in distance-weighted kNN.
+    sharpness: float = 0.005
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_similarity < self.full_similarity <= 1.0:
@@ -66,16 +70,20 @@ def retrieval_vote(neighbours: list[SimilarIncident], policy: BlendPolicy) -> Re
     miss_all = 1.0
     voters = 0
     top: float | None = None
-    for group in neighbours:
-        confirmed = group.labelled_anomalous + group.labelled_normal
-        if confirmed == 0 or group.similarity < policy.min_similarity:
-            continue
+    voting = [
+        g
+        for g in neighbours
+        if g.labelled_anomalous + g.labelled_normal > 0 and g.similarity >= policy.min_similarity
+    ]
+    if voting:
+        top = max(g.similarity for g in voting)
+    for group in voting:
         closeness = min(1.0, (group.similarity - policy.min_similarity) / span)
-        share = group.labelled_anomalous / confirmed
+        weight = closeness * math.exp(-(top - group.similarity) / policy.sharpness)  # type: ignore[operator]
+        share = group.labelled_anomalous / (group.labelled_anomalous + group.labelled_normal)
         voters += 1
-        top = group.similarity if top is None else max(top, group.similarity)
-        weighted_sum += closeness * share
-        closeness_sum += closeness
+        weighted_sum += weight * share
+        closeness_sum += weight
         miss_all *= 1.0 - closeness
     if voters == 0:
         return RetrievalVote(probability=None, weight=0.0, voters=0, top_similarity=None)

@@ -2,10 +2,13 @@
 
 Two candidates, measured by `benchmarks/retrieval_embedding_bench.py`:
 
-- `PooledEmbedder`: the detector's pooled hidden state (d_model wide). It has seen order and
-  context, so "right lines, wrong order" lands apart from the normal flow.
-- `TemplateMeanEmbedder`: the mean MiniLM embedding of the sequence's templates (384 wide). It
-  knows nothing of order and does not change when the detector is retrained.
+- `PooledEmbedder`: the detector's pooled hidden state (d_model wide). It retrieves known
+  categories best, but a detector that never saw a kind of failure maps it onto its normal
+  region, and its vector space changes with every retrain.
+- `TemplateMeanEmbedder` (the default): the mean MiniLM embedding of the sequence's templates
+  (384 wide). It separates a category the detector never saw from normal logs far better
+  (mean AUC 0.90 against 0.62 in the held-out benchmark), is nearly as good on known data, and
+  does not change when the detector is retrained. It is blind to line order.
 
 Vectors are L2-normalised so the store's cosine scores and dot products agree. `identity` names
 the vector space; the store refuses to mix spaces in one collection.
@@ -19,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from detectors import Detector
+from detectors.embedding_cache import TemplateEmbeddingCache
 from detectors.templates import mask_lines
 
 
@@ -64,8 +68,8 @@ class PooledEmbedder:
 class TemplateMeanEmbedder:
     """The mean line-encoder embedding of each sequence's templates."""
 
-    def __init__(self, detector: Detector) -> None:
-        self.cache = detector.cache
+    def __init__(self, cache: TemplateEmbeddingCache) -> None:
+        self.cache = cache
 
     @property
     def identity(self) -> str:

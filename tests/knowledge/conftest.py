@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detectors import Detector
-from knowledge.embedding import PooledEmbedder
+from knowledge.embedding import TemplateMeanEmbedder
 from knowledge.open import StoreLocation, open_store
 from knowledge.store import IncidentStore
 from tests.conftest import QDRANT_SERVER_API_KEY, QDRANT_SERVER_URL
@@ -48,7 +48,7 @@ def location(engine: str, tmp_path: Path) -> StoreLocation:
 
 @pytest.fixture
 def store(location: StoreLocation, shipped_detector: Detector) -> Iterator[IncidentStore]:
-    opened = open_store(location, PooledEmbedder(shipped_detector))
+    opened = open_store(location, TemplateMeanEmbedder(shipped_detector.cache))
     yield opened
     if location.qdrant_url:
         drop = getattr(opened.backend, "drop_collection", None)

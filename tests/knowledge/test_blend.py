@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -66,10 +67,15 @@ def test_mixed_labels_in_a_group_vote_with_their_share() -> None:
     assert vote.probability == pytest.approx(0.25)
 
 
-def test_closer_voters_count_more_than_farther_ones() -> None:
-    vote = retrieval_vote([group(0.97, anomalous=1), group(0.92, normal=1)], POLICY)
-    assert vote.probability == pytest.approx(0.875 / (0.875 + 0.25))
-    assert vote.top_similarity == pytest.approx(0.97)
+def test_the_nearest_voter_outweighs_several_slightly_farther_ones() -> None:
+    near_correction = group(0.975, anomalous=1)
+    farther_normals = [group(0.962, normal=1) for _ in range(4)]
+    vote = retrieval_vote([near_correction, *farther_normals], POLICY)
+    discount = math.exp(-(0.975 - 0.962) / POLICY.sharpness)
+    expected = (0.9375 * 1.0) / (0.9375 + 4 * 0.775 * discount)
+    assert vote.probability == pytest.approx(expected)
+    assert vote.probability > 0.5
+    assert vote.top_similarity == pytest.approx(0.975)
 
 
 def test_an_inconsistent_policy_is_refused() -> None:

@@ -148,14 +148,14 @@ def test_concurrent_feedback_from_many_threads_loses_and_duplicates_nothing(stor
 def test_feedback_survives_reopening_the_store(location: StoreLocation, shipped_detector: Detector) -> None:
     if location.qdrant_url:
         pytest.skip("the server keeps its own data; reopening is the embedded engines' concern")
-    from knowledge.embedding import PooledEmbedder
+    from knowledge.embedding import TemplateMeanEmbedder
 
-    store = open_store(location, PooledEmbedder(shipped_detector))
+    store = open_store(location, TemplateMeanEmbedder(shipped_detector.cache))
     receipt = store.record_feedback(
         user="ana", correct=True, source="cli", lines=list(SAMPLE[1].lines), verdict="anomalous"
     )
     store.close()
-    reopened = open_store(location, PooledEmbedder(shipped_detector))
+    reopened = open_store(location, TemplateMeanEmbedder(shipped_detector.cache))
     try:
         incident = reopened.get(receipt.incident_id)
         assert incident is not None and incident.label == 1 and len(incident.feedback) == 1
@@ -168,9 +168,9 @@ def test_opening_the_store_reapplies_feedback_a_crash_left_only_in_the_audit_log
 ) -> None:
     if location.qdrant_url:
         pytest.skip("embedded engines only")
-    from knowledge.embedding import PooledEmbedder
+    from knowledge.embedding import TemplateMeanEmbedder
 
-    store = open_store(location, PooledEmbedder(shipped_detector))
+    store = open_store(location, TemplateMeanEmbedder(shipped_detector.cache))
     (iid,) = store.add([NewIncident(lines=list(SAMPLE[4].lines), verdict="normal")])
     store.close()
     # The crash window: the audit log committed, the payload update never happened.
@@ -185,7 +185,7 @@ def test_opening_the_store_reapplies_feedback_a_crash_left_only_in_the_audit_log
     )
     log.set_vote(vote, iid, list(SAMPLE[4].lines))
     log.close()
-    reopened = open_store(location, PooledEmbedder(shipped_detector))
+    reopened = open_store(location, TemplateMeanEmbedder(shipped_detector.cache))
     try:
         assert reopened.reconciled == 1
         incident = reopened.get(iid)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from detectors import Detector
-from knowledge.embedding import PooledEmbedder
+from knowledge.embedding import TemplateMeanEmbedder
 from knowledge.open import StoreLocation, open_store
 
 pytestmark = pytest.mark.slow
@@ -23,11 +23,11 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from detectors import Detector
     from detectors.synthetic import generate
-    from knowledge.embedding import PooledEmbedder
+    from knowledge.embedding import TemplateMeanEmbedder
     from knowledge.open import StoreLocation, open_store
 
     data_dir, cache = Path(sys.argv[1]), Path(sys.argv[2])
-    store = open_store(StoreLocation(data_dir=data_dir), PooledEmbedder(Detector.load(cache_path=cache)))
+    store = open_store(StoreLocation(data_dir=data_dir), TemplateMeanEmbedder(Detector.load(cache_path=cache).cache))
     samples = [list(s.lines) for s in generate(40, seed=3)]
     print("ready", flush=True)
     for i in range(100_000):
@@ -65,7 +65,7 @@ def test_every_acknowledged_feedback_survives_kill_9(tmp_path: Path, shipped_det
     writer.wait()
     assert len(acked) == 60, "the writer died before acknowledging 60 writes"
 
-    store = open_store(StoreLocation(data_dir=data_dir), PooledEmbedder(shipped_detector))
+    store = open_store(StoreLocation(data_dir=data_dir), TemplateMeanEmbedder(shipped_detector.cache))
     try:
         for incident_id, user in acked:
             incident = store.get(incident_id)
@@ -80,7 +80,7 @@ def test_a_second_process_on_the_same_embedded_store_is_told_how_to_share_it(
     tmp_path: Path, shipped_detector: Detector
 ) -> None:
     location = StoreLocation(data_dir=tmp_path / "data")
-    holder = open_store(location, PooledEmbedder(shipped_detector))
+    holder = open_store(location, TemplateMeanEmbedder(shipped_detector.cache))
     try:
         env = _python_env() | {"LOGTRIAGE_DATA_DIR": str(location.data_dir)}
         sample = tmp_path / "sample.log"
