@@ -27,6 +27,8 @@ from knowledge.open import EmbeddedEngine, StoreLocation, open_store
 from knowledge.scoring import score_with_memory
 from knowledge.store import IncidentStore
 
+CORRECTION_POOL = 50  # fresh held-out sequences the engineer's corrections are drawn from
+
 
 @dataclass(frozen=True)
 class LoopFigures:
@@ -108,8 +110,14 @@ def run_learning_loop(
     detector, history, train_seconds = trained or train_without(
         held_out, workdir / "model", cache, n_train, config or small_train_config()
     )
-    fresh = of_category(held_out, 2 * n_eval + corrections, seed=200)
-    before, fixes, after = fresh[:n_eval], fresh[n_eval : n_eval + corrections], fresh[n_eval + corrections :]
+    # Corrections are what an engineer sends when a verdict was wrong: they come from sequences the
+    # detector missed, drawn from a pool apart from the before and after sets.
+    fresh = of_category(held_out, 2 * n_eval + CORRECTION_POOL, seed=200)
+    before, pool, after = (
+        fresh[:n_eval],
+        fresh[n_eval : n_eval + CORRECTION_POOL],
+        fresh[n_eval + CORRECTION_POOL :],
+    )
     normals = of_category("normal", n_normal, seed=300)
     store = open_store(
         StoreLocation(data_dir=workdir / "data", engine=engine), embedder_for(vector, detector)
@@ -118,11 +126,12 @@ def run_learning_loop(
         store.index(history)
         detector_before, memory_before = _rates(store, detector, before, policy)
         _, fpr_before = _rates(store, detector, normals, policy)
-        for seq in fixes:
-            shown = detector.score(seq.lines)
+        missed = [(s, r) for s, r in zip(pool, detector.score_many([s.lines for s in pool]), strict=True)]
+        missed = [(s, r) for s, r in missed if r.verdict == "normal"][:corrections]
+        for seq, shown in missed:
             store.record_feedback(
                 user="oncall",
-                correct=shown.verdict == "anomalous",
+                correct=False,
                 source="slack",
                 lines=list(seq.lines),
                 verdict=shown.verdict,
@@ -137,7 +146,7 @@ def run_learning_loop(
     return LoopFigures(
         held_out=held_out,
         vector=vector,
-        corrections=corrections,
+        corrections=len(missed),
         detector_recall_before=detector_before,
         memory_recall_before=memory_before,
         memory_recall_after=memory_after,

@@ -340,8 +340,9 @@ class IncidentStore:
     ) -> FeedbackReceipt:
         if change.changed:
             assert change.seq is not None
+            # No engine flush here: the engine's WAL already survives a killed process, and the audit
+            # log (fsync'ed) lets `reconcile` rebuild the payload after a power loss.
             incident = self._write_projection(incident, change.votes, change.seq)
-            self.backend.flush()
         return FeedbackReceipt(
             incident_id=incident.id,
             user=user,
