@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck pytest default-model bench bench-quick clean
+.PHONY: setup run test lint typecheck pytest default-model bench bench-quick bench-knowledge clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python benchmarks/detector_bench.py --quick
+
+bench-knowledge: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/knowledge_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache runs

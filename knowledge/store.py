@@ -103,8 +103,12 @@ class IncidentStore:
 
     def add(self, items: Sequence[NewIncident], vectors: np.ndarray | None = None) -> list[str]:
         """Store incidents (one batch); returns their ids. Re-adding an id keeps its feedback."""
+        return self._add(items, vectors)[0]
+
+    def _add(self, items: Sequence[NewIncident], vectors: np.ndarray | None = None) -> tuple[list[str], int]:
+        """(ids, how many of them are new)."""
         if not items:
-            return []
+            return [], 0
         for item in items:
             if not any(line.strip() for line in item.lines):
                 raise ValueError("an incident needs at least one non-blank log line")
@@ -118,7 +122,8 @@ class IncidentStore:
                 incident = _merge_existing(incident, incident_of(existing[incident.id]))
             points.append(VectorPoint(incident.id, vector, payload_of(incident)))
         self.backend.upsert(points)
-        return [incident.id for incident in incidents]
+        new_ids = {i.id for i in incidents} - existing.keys()
+        return [incident.id for incident in incidents], len(new_ids)
 
     def index(
         self,
@@ -135,11 +140,9 @@ class IncidentStore:
 
         def flush_batch() -> None:
             nonlocal stored, new
-            ids = [incident_id(mask_lines(list(item.lines)), item.source_id) for item in batch]
-            known = {hit.id for hit in self.backend.retrieve(ids)}
-            self.add(batch)
+            _, batch_new = self._add(batch)
             stored += len(batch)
-            new += sum(1 for i in set(ids) if i not in known)
+            new += batch_new
             if on_batch:
                 on_batch(len(batch))
             batch.clear()
