@@ -184,9 +184,6 @@ class FeedbackLog:
                 lines=json.loads(row[10]),
             )
 
-    def voted_incidents(self) -> list[str]:
-        return [r[0] for r in self._conn().execute("SELECT DISTINCT incident_id FROM votes ORDER BY 1")]
-
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
