@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from detectors import Detector
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Captured before the autouse fixture clears them, so only the server-mode tests see a server.
@@ -28,6 +30,13 @@ def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     ):
         monkeypatch.delenv(name, raising=False)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def shipped_detector(tmp_path_factory: pytest.TempPathFactory) -> Detector:
+    """The shipped model with the real MiniLM encoder, loaded once per test session."""
+    cache = tmp_path_factory.mktemp("embedding-cache") / "templates.sqlite"
+    return Detector.load(cache_path=cache)
 
 
 @pytest.fixture

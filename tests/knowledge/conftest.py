@@ -17,12 +17,6 @@ from tests.conftest import QDRANT_SERVER_API_KEY, QDRANT_SERVER_URL
 ENGINES = ["edge", "qdrant-local", "qdrant-server"]
 
 
-@pytest.fixture(scope="session")
-def shipped_detector(tmp_path_factory: pytest.TempPathFactory) -> Detector:
-    cache = tmp_path_factory.mktemp("embedding-cache") / "templates.sqlite"
-    return Detector.load(cache_path=cache)
-
-
 def location_for(engine: str, data_dir: Path) -> StoreLocation:
     if engine == "qdrant-server":
         if not QDRANT_SERVER_URL:
