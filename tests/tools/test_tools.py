@@ -19,7 +19,9 @@ def call(ctx: ToolContext, name: str, caller: Caller | None = None, **arguments:
     return REGISTRY[name].call(ctx, arguments, caller or Caller())
 
 
-def test_score_logs_gives_verdict_probability_category_and_evidence(ctx: ToolContext, retry_storm: list[str]) -> None:
+def test_score_logs_gives_verdict_probability_category_and_evidence(
+    ctx: ToolContext, retry_storm: list[str]
+) -> None:
     answer = call(ctx, "score_logs", lines=retry_storm)
     assert answer.tool == "score_logs" and answer.status == "ok"
     assert answer.verdict == "anomalous" and answer.probability is not None and answer.probability > 0.9
@@ -67,12 +69,16 @@ def test_feedback_on_new_lines_stores_the_incident_and_flips_later_verdicts(
     ctx: ToolContext, engineer: Caller, retry_storm: list[str]
 ) -> None:
     before = call(ctx, "score_logs", lines=retry_storm)
-    receipt = call(ctx, "record_feedback", engineer, lines=retry_storm, correct=False, note="planned db failover")
+    receipt = call(
+        ctx, "record_feedback", engineer, lines=retry_storm, correct=False, note="planned db failover"
+    )
     assert receipt.feedback is not None and receipt.feedback.changed and receipt.feedback.label == 0
     after = call(ctx, "score_logs", lines=retry_storm)
     assert before.verdict == "anomalous" and after.verdict == "normal"
     assert after.decided_by == "memory" and after.category == "normal"
-    again = call(ctx, "record_feedback", engineer, lines=retry_storm, correct=False, note="planned db failover")
+    again = call(
+        ctx, "record_feedback", engineer, lines=retry_storm, correct=False, note="planned db failover"
+    )
     assert again.feedback is not None and not again.feedback.changed
     shown = call(ctx, "get_incident", incident_id=receipt.incident_id)
     assert shown.incident is not None and shown.incident.feedback[0].user == "ana"
@@ -114,7 +120,9 @@ def _raise_timeout() -> str:
 def test_triage_adds_the_llm_explanation_after_the_grounded_summary(
     shipped_detector, incident_store, retry_storm: list[str]
 ) -> None:
-    ctx = ToolContext(shipped_detector, incident_store, explainer=_Explainer(lambda: "Retries to the db at [L2]."))
+    ctx = ToolContext(
+        shipped_detector, incident_store, explainer=_Explainer(lambda: "Retries to the db at [L2].")
+    )
     answer = call(ctx, "triage", lines=retry_storm)
     assert answer.status == "ok"
     assert answer.explanation is not None and answer.explanation.endswith("Retries to the db at [L2].")
@@ -135,7 +143,9 @@ def test_an_llm_past_its_budget_degrades_the_answer_but_keeps_verdict_and_simila
     ("probability", "threshold", "unsure"),
     [(0.5, 0.5, True), (0.3, 0.27, True), (0.9, 0.27, False), (0.01, 0.27, False), (0.2, 0.27, True)],
 )
-def test_the_detector_is_unsure_near_its_threshold(probability: float, threshold: float, unsure: bool) -> None:
+def test_the_detector_is_unsure_near_its_threshold(
+    probability: float, threshold: float, unsure: bool
+) -> None:
     assert is_unsure(probability, threshold, margin=0.5) is unsure
 
 
