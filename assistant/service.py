@@ -68,9 +68,12 @@ class Assistant:
         remember: bool = False,
         source_id: str = "",
         on_token: TokenSink | None = None,
+        on_verdict: Callable[[Answer], None] | None = None,
     ) -> Answer:
         """The full answer for some logs; the thread remembers it for follow-up questions.
 
+        `on_verdict` gets the grounded answer (verdict, evidence, similar incidents) as soon as it
+        is known, before the LLM starts; `on_token` gets the explanation as it is written.
         Raises ToolInputError when the lines are empty or over the limits.
         """
         raw = lines.splitlines() if isinstance(lines, str) else list(lines)
@@ -80,7 +83,7 @@ class Assistant:
             "remember": remember,
             "source_id": source_id,
         }
-        state = self._run(request, thread_id, caller, on_token)
+        state = self._run(request, thread_id, caller, on_token, on_verdict)
         answer = current_answer(state)
         assert answer is not None
         return answer
@@ -115,23 +118,31 @@ class Assistant:
         return list(snapshot.values.get("messages", [])) if snapshot and snapshot.values else []
 
     def _run(
-        self, request: ThreadState, thread_id: str, caller: Caller, on_token: TokenSink | None
+        self,
+        request: ThreadState,
+        thread_id: str,
+        caller: Caller,
+        on_token: TokenSink | None,
+        on_verdict: Callable[[Answer], None] | None = None,
     ) -> ThreadState:
         config = _config(thread_id, caller)
-        if on_token is None:
+        if on_token is None and on_verdict is None:
             return self.graph.invoke(request, config)  # type: ignore[return-value]
-        state: ThreadState = {}
-        for mode, payload in self.graph.stream(request, config, stream_mode=["messages", "values"]):
-            if mode == "values":
-                state = cast(ThreadState, payload)
-            else:
+        for mode, payload in self.graph.stream(request, config, stream_mode=["messages", "updates"]):
+            if mode == "updates":
+                update = cast(dict[str, Any], payload).get("assess")
+                if on_verdict is not None and update and update.get("answer"):
+                    on_verdict(Answer.model_validate(update["answer"]))
+            elif on_token is not None:
                 chunk, metadata = cast(tuple[Any, dict[str, Any]], payload)
                 node = metadata.get("langgraph_node")
-                if node in _STREAMING_NODES and isinstance(chunk, AIMessageChunk | AIMessage):
+                if node in _STREAMING_NODES and isinstance(
+                    chunk, AIMessageChunk
+                ):  # tokens, not whole messages
                     text = chunk.content if isinstance(chunk.content, str) else ""
                     if text:
                         on_token(text)
-        return state
+        return cast(ThreadState, self.graph.get_state(config).values)
 
 
 def _config(thread_id: str, caller: Caller) -> RunnableConfig:

@@ -73,6 +73,32 @@ class Settings(BaseSettings):
     )
     similar_k: int = Field(default=5, ge=1, le=100, description="similar incidents shown and voting")
 
+    # Input limits, enforced by the tools for every surface.
+    max_lines: int = Field(default=5_000, ge=1, description="log lines one request may carry")
+    max_line_chars: int = Field(default=4_000, ge=1, description="characters in one log line")
+    max_input_bytes: int = Field(default=2_000_000, ge=1, description="bytes of log text in one request")
+
+    # The assistant's LLM. `local` runs a transformers model in-process (SmolLM2-135M by default);
+    # `openai` talks to any OpenAI-compatible server (vLLM, Ollama); `none` gives grounded answers only.
+    llm_backend: Literal["local", "openai", "none"] = Field(default="local", description="the LLM backend")
+    llm_model: Path | None = Field(
+        default=None, description="local model directory (Qwen2.5, ...); default: SmolLM2-135M-Instruct"
+    )
+    llm_adapter: Path | None = Field(
+        default=None, description="peft LoRA adapter directory for the local model"
+    )
+    llm_precision: Literal["fp32", "bf16", "int8"] = Field(
+        default="int8", description="local model weights: int8 dynamic quantisation is fastest on CPU"
+    )
+    llm_max_new_tokens: int = Field(default=160, ge=8, le=4096, description="longest LLM answer, in tokens")
+    llm_budget_s: float = Field(default=20.0, gt=0, description="time budget of one LLM call, in seconds")
+    llm_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1"
+    )
+    llm_model_name: str = Field(default="Qwen/Qwen2.5-7B-Instruct", description="model name at llm_url")
+    llm_api_key: SecretStr | None = Field(default=None, description="API key for llm_url")
+    redact_ips: bool = Field(default=False, description="also redact IP addresses before LLM calls")
+
     # The TOML path is set per load by `load_settings`; a class attribute keeps pydantic out of it.
     _toml_file: Path | None = None
 
@@ -89,6 +115,16 @@ class Settings(BaseSettings):
         if cls._toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
         return tuple(sources)
+
+    @property
+    def threads_path(self) -> Path:
+        """The assistant's thread memory (LangGraph checkpoints)."""
+        return self.data_dir / "assistant" / "threads.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        """Converted LLM weights (the float rebuild of the GGUF default)."""
+        return self.data_dir / "models"
 
     @property
     def embedding_cache_path(self) -> Path | None:

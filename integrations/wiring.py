@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from langchain_core.language_models import BaseChatModel
+
+from assistant.explainer import LLMExplainer
+from assistant.graph import AssistantDeps
+from assistant.redaction import RedactionPolicy
+from assistant.service import Assistant, sqlite_checkpointer
 from detectors import Detector
-from integrations.settings import Settings
+from integrations.settings import ConfigError, Settings
 from knowledge.embedding import PooledEmbedder, SequenceEmbedder, TemplateMeanEmbedder
 from knowledge.open import StoreLocation, open_store
 from knowledge.store import IncidentStore
+from tools import InputLimits, ToolContext
 
 
 def load_detector(settings: Settings) -> Detector:
@@ -40,3 +49,82 @@ def incident_embedder(settings: Settings, detector: Detector) -> SequenceEmbedde
 
 def open_incident_store(settings: Settings, detector: Detector) -> IncidentStore:
     return open_store(store_location(settings), incident_embedder(settings, detector))
+
+
+def input_limits(settings: Settings) -> InputLimits:
+    return InputLimits(
+        max_lines=settings.max_lines,
+        max_line_chars=settings.max_line_chars,
+        max_total_bytes=settings.max_input_bytes,
+    )
+
+
+def redaction_policy(settings: Settings) -> RedactionPolicy:
+    return RedactionPolicy(redact_ips=settings.redact_ips)
+
+
+def chat_model(settings: Settings, on_status: Callable[[str], None] | None = None) -> BaseChatModel | None:
+    """The assistant's LLM as the settings choose it; None for `LOGTRIAGE_LLM_BACKEND=none`."""
+    if settings.llm_backend == "none":
+        return None
+    if settings.llm_backend == "openai":
+        from assistant.llm_openai import OpenAIBackendConfig, openai_chat_model
+
+        if not settings.llm_url:
+            raise ConfigError(
+                "the openai LLM backend needs a URL: set LOGTRIAGE_LLM_URL or pass --llm-url "
+                "(e.g. http://localhost:8000/v1 for vLLM, http://localhost:11434/v1 for Ollama)"
+            )
+        try:
+            return openai_chat_model(
+                OpenAIBackendConfig(
+                    base_url=settings.llm_url,
+                    model=settings.llm_model_name,
+                    api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+                    budget_s=settings.llm_budget_s,
+                    max_tokens=settings.llm_max_new_tokens,
+                )
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+    from assistant.llm_local import LocalModelConfig, load_local_chat_model
+
+    config = LocalModelConfig(
+        model_path=settings.llm_model,
+        adapter_dir=settings.llm_adapter,
+        cache_dir=settings.models_dir,
+        precision=settings.llm_precision,
+        max_new_tokens=settings.llm_max_new_tokens,
+        budget_s=settings.llm_budget_s,
+    )
+    return load_local_chat_model(config, on_status=on_status)
+
+
+def tool_context(
+    settings: Settings,
+    detector: Detector,
+    store: IncidentStore | None,
+    model: BaseChatModel | None,
+) -> ToolContext:
+    explainer = LLMExplainer(model, redaction_policy(settings)) if model is not None else None
+    return ToolContext(
+        detector=detector,
+        store=store,
+        explainer=explainer,
+        limits=input_limits(settings),
+        similar_k=settings.similar_k,
+    )
+
+
+def build_assistant(
+    settings: Settings,
+    detector: Detector,
+    store: IncidentStore | None,
+    model: BaseChatModel | None,
+) -> Assistant:
+    deps = AssistantDeps(
+        tools=tool_context(settings, detector, store, model),
+        chat_model=model,
+        redaction=redaction_policy(settings),
+    )
+    return Assistant(deps, sqlite_checkpointer(settings.threads_path))

@@ -14,7 +14,7 @@ from detectors import Detector
 from knowledge.records import NewIncident
 from knowledge.store import IncidentStore
 from tests.assistant.scripted import ScriptedChatModel, tool_call
-from tools import Caller, ToolContext, ToolInputError
+from tools import Answer, Caller, ToolContext, ToolInputError
 
 ENGINEER = Caller(user="ana", source="cli", authenticated=True)
 
@@ -38,9 +38,12 @@ def test_triage_runs_score_search_explain_and_streams_the_explanation(
     (past,) = incident_store.add([NewIncident(lines=retry_storm[:-1], label=1, category="network_timeout")])
     model = ScriptedChatModel(script=[AIMessage(f"Connection retries to the db [L2] match {past}.")])
     tokens: list[str] = []
+    verdicts: list[Answer] = []
     answer = make_assistant(shipped_detector, incident_store, model, tmp_path).triage(
-        retry_storm, thread_id="t1", caller=ENGINEER, on_token=tokens.append
+        retry_storm, thread_id="t1", caller=ENGINEER, on_token=tokens.append, on_verdict=verdicts.append
     )
+    # The verdict is shown before the LLM starts, then the explanation streams.
+    assert [v.verdict for v in verdicts] == ["anomalous"] and verdicts[0].explanation is None
     assert answer.tool == "triage" and answer.status == "ok" and answer.verdict == "anomalous"
     assert answer.similar[0].id == past
     assert answer.explanation is not None and answer.explanation.endswith(f"match {past}.")
