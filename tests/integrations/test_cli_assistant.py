@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.assistant.fake_openai import FakeOpenAIServer, FakeToolCall, text_reply, tool_reply
 from tests.integrations.test_cli import EXAMPLE, run
 
 pytestmark = pytest.mark.slow
@@ -74,3 +75,27 @@ def test_the_openai_backend_without_a_url_is_a_config_error_naming_the_setting()
 def test_ask_with_an_empty_question_exits_2() -> None:
     code, _, err = run("ask", "  ", "--llm", "none")
     assert code == 2 and "question is empty" in err
+
+
+def test_triage_and_ask_through_an_openai_compatible_server(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.log"
+    secret.write_text(EXAMPLE.read_text() + "INFO [order-service] db password=hunter2 in use\n")
+    with FakeOpenAIServer() as server:
+        server.script(
+            [
+                text_reply("Connection retries to the db [L19] with no success: check the db at 10.4.20.9."),
+                tool_reply(
+                    FakeToolCall("search_similar_incidents", {"lines": ["Retrying connection to db"]})
+                ),
+                text_reply("Nothing like it is stored yet."),
+            ]
+        )
+        code, out, err = run("triage", str(secret), "--llm", "openai", "--llm-url", server.url)
+        assert code == 0, err
+        assert "Connection retries to the db [L19]" in out
+        code, out, err = run("ask", "have we seen this before?", "--llm", "openai", "--llm-url", server.url)
+        assert code == 0, err
+        assert "Nothing like it is stored yet." in out and "search_similar_incidents" in err
+    sent = json.dumps([r.body for r in server.requests])
+    assert "hunter2" not in sent
+    assert server.requests[1].body.get("tools"), "the chat path offers the tools"
