@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck pytest default-model bench bench-quick bench-knowledge clean
+.PHONY: setup run test lint typecheck pytest default-model bench bench-quick bench-knowledge bench-assistant clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-quick: setup
 
 bench-knowledge: setup
 	PYTHONPATH=. $(BIN)/python benchmarks/knowledge_bench.py
+
+bench-assistant: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/assistant_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache runs

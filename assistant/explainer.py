@@ -7,6 +7,7 @@ grounded answer instead of failing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -68,7 +69,25 @@ class LLMExplainer:
                         on_token(text)
         except Exception as err:  # the boundary to the LLM: any failure there degrades, never crashes
             raise ExplanationFailed(_describe(err)) from err
-        return "".join(parts).strip()
+        return drop_repeated_sentences("".join(parts).strip())
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def drop_repeated_sentences(text: str) -> str:
+    """Cut the text where a small model starts repeating itself (a sentence it already wrote)."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        key = " ".join(sentence.lower().split())
+        if not key:
+            continue
+        if key in seen:
+            break
+        seen.add(key)
+        kept.append(sentence.strip())
+    return " ".join(kept)
 
 
 def _describe(err: Exception) -> str:

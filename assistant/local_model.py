@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import logging as hf_logging
 
 from assistant.llm_errors import ADAPTER_SETTING, MODEL_SETTING, LLMError, LocalModelError
+from assistant.quantize import int8_plan
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
@@ -38,8 +39,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Tokens that end an assistant turn in the chat formats we meet (ChatML, Llama 3), besides the
 # model's own eos: generation stops on any of them.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>")
-# Linear layers int8 leaves in float (see `_int8_plan`); the Llama/Qwen/Mistral name.
-_FLOAT_LINEARS = ("down_proj",)
 # A conversion temp folder older than this belongs to a process that died; it is removed.
 _STALE_TEMP_S = 3600.0
 
@@ -53,7 +52,7 @@ class LocalModelConfig:
     `model_path` is a Hugging Face model directory (config.json, weights, tokenizer with a chat
     template); None means the bundled SmolLM2-135M-Instruct, converted once into `cache_dir`.
     `adapter_dir` is a peft LoRA adapter, merged into the weights. `precision` "int8" is dynamic
-    int8 quantisation of the Linear layers (see `_int8_plan`): on CPU the fastest of the three.
+    int8 quantisation of the Linear layers (see `assistant.quantize`): on CPU the fastest of the three.
     `max_new_tokens` and `budget_s` are the defaults of each generation.
     """
 
@@ -121,7 +120,7 @@ def prepare_model(
         raise LocalModelError(f"the tokenizer of {name} has no chat template; use an instruct (chat) model")
     model.eval()
     model.requires_grad_(False)
-    apply_precision(model, precision)
+    apply_precision(model, precision, tokenizer)
     stop_ids = stop_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id
     return LoadedModel(
@@ -134,34 +133,25 @@ def prepare_model(
     )
 
 
-def apply_precision(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
-    """Convert `model` in place; returns it for chaining."""
+def apply_precision(
+    model: torch.nn.Module, precision: Precision, tokenizer: PreTrainedTokenizerBase | None = None
+) -> torch.nn.Module:
+    """Convert `model` in place; returns it for chaining. int8 needs the tokenizer to calibrate."""
     if precision == "fp32":
         return model.float()
     if precision == "bf16":
         return model.to(torch.bfloat16)
     if precision == "int8":
+        if tokenizer is None:
+            raise LocalModelError("int8 quantisation calibrates on a prompt: pass the tokenizer")
+        plan = int8_plan(model.float(), tokenizer)
         with warnings.catch_warnings():
             # torch.ao.quantization warns that it is deprecated in favour of torchao; it still
             # works in torch 2.13 and needs no extra dependency.
             warnings.simplefilter("ignore")
-            torch.ao.quantization.quantize_dynamic(model, _int8_plan(model), dtype=torch.qint8, inplace=True)
+            torch.ao.quantization.quantize_dynamic(model, plan, dtype=torch.qint8, inplace=True)
         return model
     raise LocalModelError(f"unknown LLM precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-
-
-def _int8_plan(model: torch.nn.Module) -> dict[str, torch.ao.quantization.QConfig]:
-    # Every Linear gets int8 weights with per-channel scales, except the MLP down-projections:
-    # their inputs carry activation outliers (max/mean up to 26,000 in SmolLM2's layer 11) that
-    # dynamic per-tensor activation quantisation flattens. Quantising them too is ~1.5x faster
-    # again but, on our triage prompts, agreed with fp32 on 66% of greedy tokens instead of 89%
-    # and fell into loops.
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    return {
-        name: qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and not name.endswith(_FLOAT_LINEARS)
-    }
 
 
 def merge_adapter(model: PreTrainedModel, adapter_dir: Path) -> PreTrainedModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tools.answer import Answer
 
 SYSTEM_TRIAGE = (
@@ -21,15 +23,19 @@ SYSTEM_CHAT = (
     "evidence is thin, say 'inconclusive'. Keep answers short."
 )
 
-_MAX_PROMPT_LINE = 240  # characters of one log line shown to the LLM; evidence is what matters
+_MAX_PROMPT_LINE = 160  # characters of one log line shown to the LLM; evidence is what matters
+# A leading ISO-8601 or syslog timestamp: many tokens, no meaning for the explanation.
+_LEADING_TIME = re.compile(
+    r"^\s*(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?|[A-Z][a-z]{2} +\d+ \d{2}:\d{2}:\d{2})\s*"
+)
 
 
 def _line(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(_LEADING_TIME.sub("", text).split())
     return text if len(text) <= _MAX_PROMPT_LINE else text[: _MAX_PROMPT_LINE - 1] + "…"
 
 
-def facts_block(answer: Answer, max_evidence: int = 5, max_similar: int = 3) -> str:
+def facts_block(answer: Answer, max_evidence: int = 3, max_similar: int = 3) -> str:
     """The tool outputs the LLM may cite, compactly: verdict, evidence lines, similar incidents."""
     rows = [
         f"status: {answer.status}" + (f" ({answer.reason})" if answer.reason else ""),

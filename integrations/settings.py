@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     llm_precision: Literal["fp32", "bf16", "int8"] = Field(
         default="int8", description="local model weights: int8 dynamic quantisation is fastest on CPU"
     )
-    llm_max_new_tokens: int = Field(default=160, ge=8, le=4096, description="longest LLM answer, in tokens")
+    llm_max_new_tokens: int = Field(default=96, ge=8, le=4096, description="longest LLM answer, in tokens")
     llm_budget_s: float = Field(default=20.0, gt=0, description="time budget of one LLM call, in seconds")
     llm_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from assistant.explainer import LLMExplainer
+from assistant.explainer import LLMExplainer, drop_repeated_sentences
 from assistant.graph import AssistantDeps, asks_for_feedback
 from assistant.service import Assistant, sqlite_checkpointer
 from detectors import Detector
@@ -211,3 +211,9 @@ def test_empty_logs_are_refused_before_any_llm_call(
 )
 def test_only_the_users_own_words_count_as_a_feedback_request(text: str, asks: bool) -> None:
     assert asks_for_feedback(text) is asks
+
+
+def test_a_small_models_repetition_is_cut_at_the_first_repeated_sentence() -> None:
+    looping = "The db is down [L2]. Retries fail. The db is down [L2]. Retries fail. The db"
+    assert drop_repeated_sentences(looping) == "The db is down [L2]. Retries fail."
+    assert drop_repeated_sentences("One.\nTwo! Three?") == "One. Two! Three?"

@@ -36,6 +36,7 @@ from assistant.llm_local import (
     load_local_chat_model,
 )
 from assistant.local_model import DEFAULT_MODEL_NAME, LoadedModel, load_local_model, prepare_model
+from assistant.quantize import int8_plan
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -248,9 +249,22 @@ def test_a_quantised_model_still_gives_the_learned_answers(
         layer = chat.loaded.model.model.layers[0]
         assert type(layer.self_attn.q_proj) is torch.ao.nn.quantized.dynamic.Linear
         assert type(chat.loaded.model.lm_head) is torch.ao.nn.quantized.dynamic.Linear
-        assert type(layer.mlp.down_proj) is torch.nn.Linear  # kept in float: activation outliers
     else:
         assert chat.loaded.model.lm_head.weight.dtype == torch.bfloat16
+
+
+def test_int8_keeps_in_float_the_layers_whose_inputs_carry_activation_outliers(
+    trained: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast
+) -> None:
+    model = copy.deepcopy(trained)
+    with torch.no_grad():  # one up-projection channel 10,000x larger: an outlier into down_proj
+        model.model.layers[1].mlp.up_proj.weight[3] *= 10_000
+    plan = int8_plan(model, tokenizer)
+    assert "model.layers.1.mlp.down_proj" not in plan
+    assert "model.layers.0.mlp.down_proj" in plan and "lm_head" in plan
+    prepared = prepare_model(model, tokenizer, name="tiny", precision="int8")
+    assert type(prepared.model.model.layers[1].mlp.down_proj) is torch.nn.Linear
+    assert type(prepared.model.model.layers[0].mlp.down_proj) is torch.ao.nn.quantized.dynamic.Linear
 
 
 def save_model_dir(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
