@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on the embedded defaults: score the bundled example log with the shipped model.
+# The main job on the embedded defaults: triage the bundled example against a demo incident history
+# with the shipped detector, the embedded Qdrant store and the local SmolLM2 (importing is idempotent).
 run: setup
-	$(BIN)/logtriage score examples/payment-incident.log --window 12
+	$(BIN)/logtriage index examples/incident-history.jsonl
+	$(BIN)/logtriage triage examples/payment-incident.log
 
 lint: setup
 	$(BIN)/ruff check .

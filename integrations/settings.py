@@ -99,6 +99,29 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(default=None, description="API key for llm_url")
     redact_ips: bool = Field(default=False, description="also redact IP addresses before LLM calls")
 
+    # The server (`logtriage serve`) and its alert webhooks.
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token(s) for the API and webhooks, comma-separated"
+    )
+    grafana_webhook_secret: SecretStr | None = Field(
+        default=None, min_length=1, description="HMAC secret of the Grafana contact point"
+    )
+    host: str = Field(default="127.0.0.1", description="address `logtriage serve` listens on")
+    port: int = Field(default=8080, ge=0, le=65535, description="port `logtriage serve` listens on")
+    max_body_bytes: int = Field(default=4_000_000, ge=1_000, description="largest request body accepted")
+    alert_workers: int = Field(default=2, ge=1, le=64, description="threads triaging queued alerts")
+    alert_queue_capacity: int = Field(default=10_000, ge=1, description="pending alerts before 503")
+    alert_dedupe_window_s: float = Field(
+        default=300.0, ge=0, description="repeated alerts in this window: once"
+    )
+    alert_explain: bool = Field(default=True, description="LLM explanations for alerts (off: grounded only)")
+    alert_log_glob: str | None = Field(default=None, description="log files read around the alert time")
+    loki_url: str | None = Field(default=None, description="Loki base URL for alert logs")
+    loki_query: str = Field(
+        default='{app="{app}"}', description="LogQL over alert labels; {label} placeholders inside quotes"
+    )
+    callback_url: str | None = Field(default=None, description="POST each alert incident's result here")
+
     # The TOML path is set per load by `load_settings`; a class attribute keeps pydantic out of it.
     _toml_file: Path | None = None
 
@@ -112,7 +135,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls._toml_file is not None:
+        # Outside load_settings the class attribute is pydantic's private-attribute marker, not a path.
+        if isinstance(cls._toml_file, Path):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
         return tuple(sources)
 

@@ -11,6 +11,7 @@ The rule, in order:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from detectors.results import Verdict
 from detectors.sequences import NORMAL_CATEGORY, UNSPECIFIED_ANOMALY
@@ -49,3 +50,19 @@ def apply_votes(incident: Incident, votes: list[FeedbackVote], seq: int, now: da
     return incident.model_copy(
         update=common | {"label": label, "label_origin": "feedback", "category": category}
     )
+
+
+def merge_existing(new: Incident, old: Incident) -> Incident:
+    """Re-importing keeps what people added: feedback, the confirmed label, first-seen time."""
+    keep: dict[str, Any] = {
+        "created_at": old.created_at,
+        "feedback": old.feedback,
+        "feedback_seq": old.feedback_seq,
+        "resolution": new.resolution or old.resolution,
+        "link": new.link or old.link,
+        "verdict": new.verdict or old.verdict,
+        "probability": new.probability if new.probability is not None else old.probability,
+    }
+    if old.label_origin == "feedback":
+        keep |= {"label": old.label, "label_origin": "feedback", "category": old.category}
+    return new.model_copy(update=keep)

@@ -24,7 +24,7 @@ from detectors.templates import mask_lines
 from knowledge.backend import FieldKind, Filters, VectorBackend, VectorPoint
 from knowledge.embedding import SequenceEmbedder
 from knowledge.feedback_log import FeedbackChange, FeedbackLog
-from knowledge.projection import apply_votes, label_from_feedback
+from knowledge.projection import apply_votes, label_from_feedback, merge_existing
 from knowledge.records import (
     MAX_STORED_LINES,
     FeedbackReceipt,
@@ -119,7 +119,7 @@ class IncidentStore:
         points = []
         for incident, vector in zip(incidents, vectors, strict=True):
             if incident.id in existing:
-                incident = _merge_existing(incident, incident_of(existing[incident.id]))
+                incident = merge_existing(incident, incident_of(existing[incident.id]))
             points.append(VectorPoint(incident.id, vector, payload_of(incident)))
         self.backend.upsert(points)
         new_ids = {i.id for i in incidents} - existing.keys()
@@ -259,6 +259,20 @@ class IncidentStore:
             change = self.feedback_log.retract(incident_id, user, source, self._clock())
             return self._project(incident, user, change, retracted=True)
 
+    def annotate(
+        self, incident_id: str, *, resolution: str | None = None, link: str | None = None
+    ) -> Incident:
+        """Set what happened to an incident (an alert resolved, a postmortem link); returns it updated."""
+        with self._write_lock:
+            incident = self.get(incident_id)
+            if incident is None:
+                raise IncidentNotFoundError(f"no incident with id {incident_id}")
+            changes = {k: v for k, v in (("resolution", resolution), ("link", link)) if v is not None}
+            updated = incident.model_copy(update={**changes, "updated_at": self._clock()})
+            full = payload_of(updated)
+            self.backend.set_payload(incident_id, {key: full[key] for key in (*changes, "updated_at")})
+            return updated
+
     def reconcile(self) -> int:
         """Re-apply feedback the audit log holds but the incident payloads miss (after a crash)."""
         behind = 0
@@ -374,22 +388,6 @@ class IncidentStore:
         incident = self._new_incident(item).model_copy(update={"id": iid})
         self.backend.upsert([VectorPoint(iid, vector[0], payload_of(incident))])
         return incident
-
-
-def _merge_existing(new: Incident, old: Incident) -> Incident:
-    """Re-importing keeps what people added: feedback, the confirmed label, first-seen time."""
-    keep: dict[str, Any] = {
-        "created_at": old.created_at,
-        "feedback": old.feedback,
-        "feedback_seq": old.feedback_seq,
-        "resolution": new.resolution or old.resolution,
-        "link": new.link or old.link,
-        "verdict": new.verdict or old.verdict,
-        "probability": new.probability if new.probability is not None else old.probability,
-    }
-    if old.label_origin == "feedback":
-        keep |= {"label": old.label, "label_origin": "feedback", "category": old.category}
-    return new.model_copy(update=keep)
 
 
 def _is_uuid(text: str) -> bool:

@@ -8,7 +8,7 @@
 
 from tools.answer import Answer, Status
 from tools.context import Caller, Explainer, ExplanationFailed, ToolContext, Uncertainty
-from tools.errors import ToolFailedError, ToolInputError
+from tools.errors import ToolFailedError, ToolInputError, UnknownIncidentError
 from tools.inputs import (
     GetIncidentInput,
     RecordFeedbackInput,
@@ -38,6 +38,7 @@ __all__ = [
     "ToolSpec",
     "TriageInput",
     "Uncertainty",
+    "UnknownIncidentError",
     "prepare_lines",
     "tool",
 ]

@@ -16,6 +16,10 @@ class ToolInputError(ValueError):
     """The caller's arguments can't be used; the message says what to change."""
 
 
+class UnknownIncidentError(ToolInputError):
+    """The incident id names no stored incident (HTTP surfaces answer 404)."""
+
+
 class ToolFailedError(RuntimeError):
     """A backend failed while running a tool with valid arguments."""
 

@@ -14,7 +14,7 @@ from knowledge.records import IncidentFilter, IncidentNotFoundError, NewIncident
 from knowledge.store import IncidentStore
 from tools.answer import Answer
 from tools.context import Caller, ExplanationFailed, ToolContext
-from tools.errors import ToolFailedError, ToolInputError
+from tools.errors import ToolFailedError, ToolInputError, UnknownIncidentError
 from tools.grounding import assess, grounded_summary, verdict_answer
 from tools.inputs import (
     GetIncidentInput,
@@ -51,7 +51,7 @@ def search_similar_incidents(ctx: ToolContext, args: SearchSimilarInput, caller:
         if args.incident_id is not None:
             incident = store.get(args.incident_id)
             if incident is None:
-                raise ToolInputError(_not_found(args.incident_id))
+                raise UnknownIncidentError(_not_found(args.incident_id))
             query = incident.lines
             found = [s for s in store.similar(query, args.k + 1, filters) if s.id != incident.id][: args.k]
         else:
@@ -73,7 +73,7 @@ def get_incident(ctx: ToolContext, args: GetIncidentInput, caller: Caller) -> An
     except BackendError as err:
         raise ToolFailedError("get_incident", args.model_dump(), str(err)) from err
     if incident is None:
-        raise ToolInputError(_not_found(args.incident_id))
+        raise UnknownIncidentError(_not_found(args.incident_id))
     return Answer(
         tool="get_incident",
         status="ok",
@@ -116,7 +116,7 @@ def record_feedback(ctx: ToolContext, args: RecordFeedbackInput, caller: Caller)
             note=args.note,
         )
     except IncidentNotFoundError as err:
-        raise ToolInputError(_not_found(args.incident_id or "")) from err
+        raise UnknownIncidentError(_not_found(args.incident_id or "")) from err
     except BackendError as err:
         raise ToolFailedError("record_feedback", args.model_dump(exclude={"lines"}), str(err)) from err
     return Answer(

@@ -42,3 +42,9 @@ def test_embedding_cache_lives_under_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     assert settings.embedding_cache_path == tmp_path / "cache" / "template_embeddings.sqlite"
     assert Settings(data_dir=tmp_path, persist_embedding_cache=False).embedding_cache_path is None
+
+
+def test_settings_can_be_built_directly_without_load_settings() -> None:
+    from integrations.settings import Settings
+
+    assert Settings().llm_backend == "local"

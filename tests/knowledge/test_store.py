@@ -192,3 +192,16 @@ def test_opening_the_store_reapplies_feedback_a_crash_left_only_in_the_audit_log
         assert incident is not None and incident.label == 1 and [v.user for v in incident.feedback] == ["bo"]
     finally:
         reopened.close()
+
+
+def test_annotate_sets_the_resolution_and_keeps_the_feedback(store: IncidentStore) -> None:
+    (iid,) = store.add(
+        [NewIncident(lines=["a 1", "b 2"], verdict="anomalous", probability=0.9, source="webhook")]
+    )
+    store.record_feedback(user="ana", correct=True, source="cli", incident_id=iid)
+    updated = store.annotate(iid, resolution="resolved at 10:02", link="https://runbook/db")
+    again = store.get(iid)
+    assert (
+        again is not None and again.resolution == "resolved at 10:02" and again.link == "https://runbook/db"
+    )
+    assert again.label == 1 and len(again.feedback) == 1 and updated.updated_at >= again.created_at
