@@ -8,11 +8,19 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from assistant.graph import AssistantDeps
+from assistant.service import Assistant, sqlite_checkpointer
+from detectors import Detector
 from integrations.grafana_signature import grafana_signature
-from integrations.server_deps import ServerDeps
+from integrations.server import create_app
+from integrations.server_deps import ServerDeps, assemble
 from integrations.server_security import check_exposure
 from integrations.settings import ConfigError, Settings
+from knowledge.store import IncidentStore
 from tests.integrations.conftest import AUTH, TOKEN, RecordingNotifier
+from tests.integrations.fake_loki import FakeLoki
+from tests.integrations.test_cli import run
+from tools import ToolContext
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -189,3 +197,38 @@ def test_serving_beyond_loopback_without_a_token_needs_insecure(tmp_path: Path) 
         check_exposure(open_settings, insecure=False)
     check_exposure(open_settings, insecure=True)
     check_exposure(Settings(data_dir=tmp_path, host="127.0.0.1"), insecure=False)
+
+
+def test_alert_logs_come_from_loki_when_the_alert_carries_none(
+    server_settings: Settings,
+    shipped_detector: Detector,
+    incident_store: IncidentStore,
+    notifier: RecordingNotifier,
+) -> None:
+    recorded = (FIXTURES / "loki_query_range.json").read_text()
+    with FakeLoki(recorded) as loki:
+        loki_settings = server_settings.model_copy(
+            update={"loki_url": loki.url, "loki_query": '{namespace="{namespace}", app="{app}"}'}
+        )
+        ctx = ToolContext(detector=shipped_detector, store=incident_store)
+        assistant = Assistant(
+            AssistantDeps(tools=ctx, chat_model=None), sqlite_checkpointer(loki_settings.threads_path)
+        )
+        deps = assemble(loki_settings, shipped_detector, incident_store, assistant, outbound=notifier)
+        payload = json.loads((FIXTURES / "alertmanager_v4.json").read_text())
+        payload["alerts"] = payload["alerts"][:1]
+        payload["alerts"][0]["annotations"].pop("description", None)
+        with TestClient(create_app(loki_settings, deps)) as client:
+            assert client.post("/webhooks/alertmanager", json=payload, headers=AUTH).status_code == 202
+            assert deps.workers.drain(timeout=60)
+        deps.queue.close()
+    assert loki.requests and 'app="payments"' in loki.requests[0].params["query"]
+    (notice,) = notifier.notices
+    stored = incident_store.get(notice.incident_id or "")
+    loki_lines = [v[1] for stream in json.loads(recorded)["data"]["result"] for v in stream["values"]]
+    assert stored is not None and stored.lines[0] in loki_lines
+
+
+def test_serve_refuses_a_public_address_without_a_token() -> None:
+    code, _, err = run("serve", "--host", "0.0.0.0", "--port", "0")
+    assert code == 2 and "LOGTRIAGE_API_TOKEN" in err and "--insecure" in err
