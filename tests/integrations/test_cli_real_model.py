@@ -11,7 +11,12 @@ from tests.integrations.test_cli import EXAMPLE, run
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 
 
-def test_triage_and_ask_run_on_the_default_local_model_from_an_empty_data_dir() -> None:
+def test_triage_and_ask_run_on_the_default_local_model_from_an_empty_data_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This checks that the pieces work together; speed is the benchmark's job, and a CI machine
+    # under load can take longer than the interactive default budget for the chat prompt.
+    monkeypatch.setenv("LOGTRIAGE_LLM_BUDGET_S", "300")
     code, out, err = run("triage", str(EXAMPLE), "--json")
     assert code == 0, err
     answer = json.loads(out)
@@ -23,4 +28,5 @@ def test_triage_and_ask_run_on_the_default_local_model_from_an_empty_data_dir() 
     code, out, err = run("ask", "why is this anomalous?", "--json")
     assert code == 0, err
     reply = json.loads(out)
-    assert reply["thread_id"] == answer["thread_id"] and reply["status"] == "ok" and reply["text"].strip()
+    assert reply["thread_id"] == answer["thread_id"]
+    assert reply["status"] == "ok" and reply["text"].strip(), reply["text"]
