@@ -24,12 +24,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 JobStatus = Literal["pending", "in_progress", "done", "failed"]
-STATUSES: tuple[JobStatus, ...] = ("pending", "in_progress", "done", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -41,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_dedupe ON jobs (dedupe_key, enqueued_at);
-CREATE INDEX IF NOT EXISTS jobs_by_group ON jobs (group_key, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_group_status ON jobs (group_key, status, seq);
 CREATE TABLE IF NOT EXISTS group_incidents (
     group_key TEXT PRIMARY KEY, incident_id TEXT NOT NULL, updated_at REAL NOT NULL
 );
@@ -325,13 +324,14 @@ class AlertQueue:
         means "try claim()", not a promise. False after `timeout` seconds, or once `cancel` is set
         (set it, then call `wake()`). A retry's backoff ending wakes no one: idle workers notice
         it at their next timeout."""
-        # Checked under the condition's lock, which wake() takes after the event was set.
         stopped = cancel.is_set if cancel is not None else lambda: False
+        # Read before the look: a job committed after the look bumps it, so no wake-up is lost.
         with self._work:
-            with self._locked("wait_for_work") as conn:
-                if self._next_claimable(conn, self._clock()) is not None:
-                    return not stopped()
             generation = self._generation
+        with self._locked("wait_for_work") as conn:
+            if self._next_claimable(conn, self._clock()) is not None:
+                return not stopped()
+        with self._work:
             self._work.wait_for(lambda: self._generation != generation or self._closed or stopped(), timeout)
             return self._generation != generation and not (self._closed or stopped())
 
@@ -348,7 +348,7 @@ class AlertQueue:
         """Jobs per status, every status present."""
         with self._locked("counts") as conn:
             rows = conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
-        return {status: 0 for status in STATUSES} | {row[0]: row[1] for row in rows}
+        return dict.fromkeys(get_args(JobStatus), 0) | {row[0]: row[1] for row in rows}
 
     def depth(self) -> int:
         """Jobs not finished yet: pending plus in_progress."""
