@@ -36,9 +36,14 @@ from knowledge.records import Incident
 from knowledge.store import IncidentStore
 from tools import ToolContext
 
-pytestmark = pytest.mark.slow
-
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        ALERTMANAGER is None,
+        reason="no prometheus-alertmanager or alertmanager on PATH (run .ci/install-alertmanager)",
+    ),
+]
 TOKEN = "e2e-t0ken"
 ALERT_NAME = "CheckoutRetryStorm"
 LOOPBACK = "127.0.0.1"
@@ -106,7 +111,9 @@ def deps(
 @pytest.fixture
 def logtriage_url(deps: ServerDeps) -> Iterator[str]:
     """logtriage served by uvicorn in a thread, on a socket bound here (so the port is ours)."""
-    sock = socket.socket()
+    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    # socket.socket() leaves it 0, so every response would wait ~40 ms on Nagle and delayed ACKs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((LOOPBACK, 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(deps.settings, deps), log_level="warning"))
@@ -172,8 +179,7 @@ def alertmanager_config(webhook_url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, logtriage_url: str) -> Iterator[Alertmanager]:
-    if ALERTMANAGER is None:
-        pytest.skip("no prometheus-alertmanager or alertmanager on PATH (run .ci/install-alertmanager)")
+    assert ALERTMANAGER is not None  # the module is skipped without one
     config = tmp_path / "alertmanager.yml"
     config.write_text(json.dumps(alertmanager_config(f"{logtriage_url}/webhooks/alertmanager")))
     port = free_port()
