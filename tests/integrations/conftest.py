@@ -34,6 +34,10 @@ class RecordingNotifier:
         with self.lock:
             self.notices.append(notice)
 
+    def first(self, status: str) -> IncidentNotice | None:
+        with self.lock:
+            return next((n for n in self.notices if n.status == status), None)
+
 
 @pytest.fixture
 def server_settings(tmp_path: Path) -> Settings:

@@ -34,6 +34,7 @@ from integrations.server_deps import ServerDeps, assemble
 from integrations.settings import Settings
 from knowledge.records import Incident
 from knowledge.store import IncidentStore
+from tests.integrations.conftest import RecordingNotifier
 from tools import ToolContext
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -55,22 +56,6 @@ DELIVERY_S = 60.0
 T = TypeVar("T")
 
 
-class RecordingNotifier:
-    """The outbound boundary (Slack, a callback URL): records what would have been sent."""
-
-    def __init__(self) -> None:
-        self.notices: list[IncidentNotice] = []
-        self.lock = threading.Lock()
-
-    def notify(self, notice: IncidentNotice) -> None:
-        with self.lock:
-            self.notices.append(notice)
-
-    def first(self, status: str) -> IncidentNotice | None:
-        with self.lock:
-            return next((n for n in self.notices if n.status == status), None)
-
-
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, context: Callable[[], str]) -> T:
     """Poll `probe` until it returns something other than None; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -87,11 +72,6 @@ def free_port() -> int:
         probe.bind((LOOPBACK, 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def notifier() -> RecordingNotifier:
-    return RecordingNotifier()
 
 
 @pytest.fixture
