@@ -75,12 +75,13 @@ def register_commands() -> typer.Typer:
     global _registered
     if not _registered:
         # Imported here so the command modules can import this one's helpers.
-        from integrations import cli_assistant, cli_detector, cli_knowledge, cli_server
+        from integrations import cli_assistant, cli_detector, cli_knowledge, cli_mcp, cli_server
 
         cli_detector.register(app)
         cli_knowledge.register(app)
         cli_assistant.register(app)
         cli_server.register(app)
+        cli_mcp.register(app)
         _registered = True
     return app
 

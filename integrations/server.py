@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from integrations.mcp_http import mount_mcp
 from integrations.server_deps import ServerDeps, build_server_deps
 from integrations.server_security import BearerAuth, BodyLimit, api_tokens
 from integrations.settings import Settings
@@ -56,6 +57,11 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+def deps_of_app(app: FastAPI) -> ServerDeps:
+    deps: ServerDeps = app.state.deps
+    return deps
+
+
 def deps_of(request: Request) -> ServerDeps:
     deps: ServerDeps = request.app.state.deps
     return deps
@@ -70,7 +76,8 @@ def create_app(settings: Settings, deps: ServerDeps | None = None) -> FastAPI:
         app.state.deps = built
         built.start()
         try:
-            yield
+            async with mcp.running():  # the MCP SDK's session manager serves /mcp
+                yield
         finally:
             built.stop()
             if deps is None:
@@ -153,6 +160,8 @@ def create_app(settings: Settings, deps: ServerDeps | None = None) -> FastAPI:
     from integrations.server_webhooks import webhook_router
 
     app.include_router(webhook_router(settings, auth), tags=["webhooks"])
+    # MCP over streamable HTTP at /mcp: the same tools registry, bearer auth and Origin/Host checks.
+    mcp = mount_mcp(app, settings, lambda: deps_of_app(app).tools)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
