@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, HTTPException, Request
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from integrations.mcp_server import HeaderUser, local_server
 from integrations.server_security import (
@@ -90,6 +90,17 @@ class BearerGuard:
         await send({"type": "http.response.body", "body": body})
 
 
+class _NamedRoute(Route):
+    """A route that records itself in the scope as FastAPI's routes do, so request metrics and logs
+    name it (/mcp) instead of counting it as unmatched."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
 def _with_any_port(hosts: Sequence[str]) -> list[str]:
     return [form for host in hosts for form in (host, f"{host}:*")]
 
@@ -150,5 +161,5 @@ def mount_mcp(
     """Route MCP_PATH of `app` to a new endpoint. Enter the returned `running()` in the app's lifespan."""
     endpoint = mcp_endpoint(settings, tools, extra_hosts=extra_hosts, extra_origins=extra_origins)
     # An exact route, not a mount: a mount would redirect /mcp to /mcp/, which MCP clients won't follow.
-    app.router.routes.append(Route(MCP_PATH, endpoint=endpoint.app, include_in_schema=False))
+    app.router.routes.append(_NamedRoute(MCP_PATH, endpoint=endpoint.app, include_in_schema=False))
     return endpoint

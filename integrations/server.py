@@ -161,9 +161,19 @@ def create_app(settings: Settings, deps: ServerDeps | None = None) -> FastAPI:
 
     app.include_router(webhook_router(settings, auth), tags=["webhooks"])
     # MCP over streamable HTTP at /mcp: the same tools registry, bearer auth and Origin/Host checks.
-    mcp = mount_mcp(app, settings, lambda: deps_of_app(app).tools)
+    mcp = mount_mcp(
+        app,
+        settings,
+        lambda: deps_of_app(app).tools,
+        extra_hosts=_split(settings.mcp_allowed_hosts),
+        extra_origins=_split(settings.mcp_allowed_origins),
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
 def _caller(request: Request) -> Caller:

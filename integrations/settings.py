@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     loki_query: str = Field(
         default='{app="{app}"}', description="LogQL over alert labels; {label} placeholders inside quotes"
     )
+    mcp_allowed_hosts: str | None = Field(
+        default=None, description="extra Host names for /mcp (reverse proxy, DNS name), comma-separated"
+    )
+    mcp_allowed_origins: str | None = Field(
+        default=None, description="extra browser Origins for /mcp, comma-separated"
+    )
     callback_url: str | None = Field(default=None, description="POST each alert incident's result here")
 
     # The TOML path is set per load by `load_settings`; a class attribute keeps pydantic out of it.

@@ -261,11 +261,16 @@ async def http_client(url: str, headers: dict[str, str]) -> AsyncIterator[Client
             yield connected
 
 
-async def test_http_serves_the_tools_with_a_token(server_url: str, retry_storm: list[str]) -> None:
+async def test_http_serves_the_tools_with_a_token_and_counts_them_in_metrics(
+    server_url: str, retry_storm: list[str]
+) -> None:
     async with http_client(server_url, AUTH) as connected:
         assert [t.name for t in (await connected.list_tools()).tools] == [s.name for s in TOOLS]
         answer = answer_of(await connected.call_tool("score_logs", {"lines": retry_storm}))
     assert answer.verdict == "anomalous" and answer.category == "network_timeout"
+    async with httpx2.AsyncClient() as http:
+        metrics = (await http.get(f"{server_url}/metrics")).text
+    assert 'logtriage_http_requests_total{method="POST",route="/mcp",status="200"}' in metrics
 
 
 @pytest.mark.parametrize(
