@@ -13,7 +13,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from assistant.graph import AssistantDeps
@@ -35,6 +33,7 @@ from integrations.settings import Settings
 from knowledge.records import Incident
 from knowledge.store import IncidentStore
 from tests.integrations.conftest import RecordingNotifier
+from tests.integrations.loopback import serving
 from tools import ToolContext
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -91,21 +90,8 @@ def deps(
 @pytest.fixture
 def logtriage_url(deps: ServerDeps) -> Iterator[str]:
     """logtriage served by uvicorn in a thread, on a socket bound here (so the port is ours)."""
-    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
-    # socket.socket() leaves it 0, so every response would wait ~40 ms on Nagle and delayed ACKs.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind((LOOPBACK, 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(deps.settings, deps), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_for("uvicorn startup", lambda: True if server.started else None, STARTUP_S, lambda: "")
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(create_app(deps.settings, deps)) as url:
+        yield url
 
 
 class Alertmanager:

@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
@@ -36,6 +33,7 @@ from integrations.server_deps import ServerDeps
 from integrations.settings import Settings
 from knowledge.store import IncidentStore
 from tests.integrations.conftest import AUTH, TOKEN
+from tests.integrations.loopback import serving
 from tools import REGISTRY, TOOLS, Answer, Caller, ToolContext
 
 pytestmark = pytest.mark.anyio
@@ -223,27 +221,6 @@ def test_a_qdrant_server_store_is_never_held_so_stdio_runs_tools_itself() -> Non
 
 
 # -- streamable HTTP at /mcp in `logtriage serve` ---------------------------------------------------
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """`app` served by uvicorn in a thread, on a socket bound here (so the port is ours)."""
-    # proto must say TCP, or asyncio leaves Nagle on and each response waits for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    served = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=served.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_S
-    while not served.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)  # the polling interval, not a wait for the work itself
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        served.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 @pytest.fixture

@@ -4,46 +4,26 @@ no generated request may cause a server error."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from integrations.server import create_app
 from integrations.server_deps import ServerDeps
 from integrations.settings import Settings
 from tests.integrations.conftest import TOKEN
+from tests.integrations.loopback import serving
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(server_settings: Settings, deps: ServerDeps) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(server_settings, deps), "127.0.0.1", port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start within 30 s"
-        time.sleep(0.05)  # polling a flag with a deadline, not waiting for an effect
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(server_settings, deps)) as url:
+        yield url
 
 
 def test_no_generated_request_causes_a_server_error(served: str) -> None:
