@@ -129,7 +129,7 @@ def build_graph(deps: AssistantDeps) -> StateGraph:
         if deps.chat_model is None:
             return {"messages": [_fallback(answer, "no LLM is configured")]}
         system = SystemMessage(f"{SYSTEM_CHAT}\n\n{chat_context(answer)}")
-        history = _recent(state.get("messages", []), deps.history_messages)
+        history = [_brief(m) for m in _recent(state.get("messages", []), deps.history_messages)]
         prompt = redact_messages([system, *history], deps.redaction)
         try:
             reply = deps.chat_model.bind_tools(tools).invoke(prompt)
@@ -200,6 +200,20 @@ def _fallback(answer: Answer | None, reason: str) -> AIMessage:
     """A degraded reply: what the tools already know, and why there is no LLM answer."""
     known = grounded_summary(answer) if answer else "No logs have been triaged in this conversation yet."
     return AIMessage(f"[degraded: {reason}] {known}", name="fallback")
+
+
+def _brief(message: AnyMessage) -> AnyMessage:
+    """A triage reply as the chat model sees it later: its headline only. Its facts are already
+    in the system message (`chat_context`), and repeating them costs a small model hundreds of
+    prompt tokens on every turn."""
+    if isinstance(message, AIMessage) and message.name == "triage" and isinstance(message.content, str):
+        return message.model_copy(update={"content": message.content.split("\n", 1)[0]})
+    return message
+
+
+def triage_turn_for_llm(answer: Answer) -> str:
+    """What `_brief` leaves of the rendered triage answer."""
+    return render_answer(answer).split("\n", 1)[0]
 
 
 def _recent(messages: list[AnyMessage], keep: int) -> list[AnyMessage]:

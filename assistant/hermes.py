@@ -68,12 +68,24 @@ def render_prompt(
     tools: Sequence[dict[str, Any]] | None = None,
 ) -> str:
     """The generation prompt for `messages`, with `tools` (OpenAI-format schemas) offered to the model."""
+    return render_conversation(tokenizer, messages, tools, add_generation_prompt=True)
+
+
+def render_conversation(
+    tokenizer: ChatTemplateTokenizer,
+    messages: Sequence[BaseMessage],
+    tools: Sequence[dict[str, Any]] | None = None,
+    *,
+    add_generation_prompt: bool,
+) -> str:
+    """`messages` as the model's chat template renders them. Fine-tuning renders a whole example
+    with this, and its prompt with `render_prompt`, so training text is what inference sends."""
     tools = list(tools or [])
     native = bool(tools) and template_supports_tools(tokenizer)
     chat = to_template_messages(messages, native_tools=native)
     if tools and not native:
         chat = _with_tools_block(chat, tools)
-    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+    kwargs: dict[str, Any] = {"add_generation_prompt": add_generation_prompt, "tokenize": False}
     if native:
         kwargs["tools"] = tools
     prompt = tokenizer.apply_chat_template(chat, **kwargs)
@@ -131,12 +143,42 @@ def _append_tool_result(chat: list[dict[str, Any]], text: str, native_tools: boo
 
 
 def _with_tools_block(chat: list[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    block = "\n".join(
-        [_TOOLS_PREAMBLE, *(json.dumps(tool, ensure_ascii=False) for tool in tools), _TOOLS_INSTRUCTIONS]
-    )
+    block = "\n".join([_TOOLS_PREAMBLE, *(compact_signature(tool) for tool in tools), _TOOLS_INSTRUCTIONS])
     if chat and chat[0]["role"] == "system":
         return [{"role": "system", "content": f"{chat[0]['content']}\n\n{block}"}, *chat[1:]]
     return [{"role": "system", "content": block}, *chat]
+
+
+def compact_signature(tool: dict[str, Any]) -> str:
+    """One line per tool, `name(arg: type = default, ...): summary`.
+
+    Models without a tool template get this instead of the full JSON schema: the four chat tools'
+    schemas cost ~1,000 prompt tokens, which a CPU pays on every turn (and in every training
+    step), while a signature carries what a model needs to write the call. Arguments are still
+    validated against the full schema when the call runs.
+    """
+    function = tool.get("function", tool)
+    params = function.get("parameters", {}) or {}
+    required = set(params.get("required", []))
+    args = []
+    for name, schema in (params.get("properties") or {}).items():
+        arg = f"{name}: {_type_name(schema)}"
+        if name not in required:
+            arg += f" = {json.dumps(schema.get('default'))}"
+        args.append(arg)
+    summary = (function.get("description") or "").strip().split("\n", 1)[0]
+    return f"{function['name']}({', '.join(args)}): {summary}"
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        return " | ".join(_type_name(option) for option in schema["anyOf"])
+    if "enum" in schema:
+        return " | ".join(json.dumps(value) for value in schema["enum"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        return f"list[{_type_name(schema.get('items', {}))}]"
+    return {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}.get(str(kind), str(kind))
 
 
 def format_tool_call(name: str, args: dict[str, Any]) -> str:

@@ -20,8 +20,14 @@ from tools.context import Caller, ToolContext
 from tools.errors import ToolFailedError, ToolInputError
 from tools.registry import TOOLS, ToolSpec
 
-# Keys of an Answer that are large and rarely useful to an LLM reading a tool result.
-_TERSE_EXCLUDE = {"experts": True, "incident": {"templates", "feedback"}}
+# Keys of an Answer that are large and rarely useful to an LLM reading a tool result (every token
+# of a tool result is paid again on each later turn of the thread).
+_TERSE_EXCLUDE = {
+    "experts": True,
+    "model_version": True,
+    "evidence": {"__all__": {"template"}},
+    "incident": {"templates", "feedback"},
+}
 
 
 def caller_from(config: RunnableConfig | None) -> Caller:

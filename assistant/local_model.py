@@ -43,6 +43,9 @@ _END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>")
 _STALE_TEMP_S = 3600.0
 
 StatusCallback = Callable[[str], None]
+# The LoRA adapter fine-tuned for logtriage on the bundled SmolLM2 (`logtriage finetune`,
+# finetune/smollm2-default.toml); merged by default when the bundled model is used.
+DEFAULT_ADAPTER_DIR = Path(__file__).with_name("adapters") / "smollm2-logtriage"
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from detectors import Detector
 from integrations.notifier import IncidentNotice
 from integrations.server import create_app
 from integrations.server_deps import ServerDeps, assemble
+from integrations.server_runtime import settle_for_serving
 from integrations.settings import Settings, default_data_dir
 from integrations.wiring import build_assistant, chat_model, load_detector, open_incident_store
 from knowledge.records import IncidentFilter
@@ -127,7 +128,9 @@ def serving(deps: ServerDeps) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((LOOPBACK, 0))
     port = sock.getsockname()[1]
-    # As `logtriage serve` runs it: uvicorn's defaults (asyncio loop, h11), no access log.
+    # As `logtriage serve` runs it: the interpreter settled once the dependencies are loaded, then
+    # uvicorn's defaults (asyncio loop, h11), no access log.
+    settle_for_serving()
     server = uvicorn.Server(uvicorn.Config(create_app(deps.settings, deps), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

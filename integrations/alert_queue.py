@@ -10,6 +10,12 @@ with a `kind`; the queue knows nothing of alert formats.
 - Jobs sharing a `group_key` run one at a time, in order: otherwise two workers could each create
   an incident for one alert group, or resolve it before its firing alert was triaged.
 - `capacity` bounds the pending jobs; past it `enqueue` raises `QueueFullError` (HTTP 503).
+
+Writes share one connection, taken in turns: an enqueue (a webhook waiting to answer) goes before
+any worker waiting, so an ack waits for the transaction under way, never for a queue of them, and
+enqueues that wait together commit in one transaction (one fsync). Reads (`get`, `counts`,
+`group_incident`, the idle workers' look) run on a second connection without a write turn: WAL
+lets them proceed while a write commits.
 """
 
 from __future__ import annotations
@@ -21,119 +27,34 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict
+from integrations import alert_queue_sql as sql
+from integrations.alert_jobs import (
+    EnqueueBatch,
+    EnqueueResult,
+    Job,
+    JobStatus,
+    NewJob,
+    QueueBackendError,
+    QueueClosedError,
+    QueueFullError,
+    job_of_row,
+    to_json,
+)
+from integrations.write_turns import WriteTurns
 
-JobStatus = Literal["pending", "in_progress", "done", "failed"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'in_progress', 'done', 'failed')),
-    payload TEXT NOT NULL, dedupe_key TEXT, group_key TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    result TEXT, error TEXT, worker TEXT, enqueued_at REAL NOT NULL, available_at REAL NOT NULL,
-    started_at REAL, lease_expires_at REAL, finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_dedupe ON jobs (dedupe_key, enqueued_at);
-CREATE INDEX IF NOT EXISTS jobs_by_group_status ON jobs (group_key, status, seq);
-CREATE TABLE IF NOT EXISTS group_incidents (
-    group_key TEXT PRIMARY KEY, incident_id TEXT NOT NULL, updated_at REAL NOT NULL
-);
-"""
-# The oldest job of each group goes first; later ones wait while it is pending or running.
-_GROUP_IS_FREE = """(j.group_key IS NULL OR NOT EXISTS (
-    SELECT 1 FROM jobs e WHERE e.group_key = j.group_key AND e.seq < j.seq
-    AND e.status IN ('pending', 'in_progress')))"""
-_NEXT_PENDING = f"""SELECT j.seq FROM jobs j WHERE j.status = 'pending' AND j.available_at <= ?
-    AND {_GROUP_IS_FREE} ORDER BY j.seq LIMIT 1"""
-# A running job whose lease ran out belongs to a worker that hung; another worker may take it over.
-_NEXT_EXPIRED = """SELECT j.seq FROM jobs j WHERE j.status = 'in_progress' AND j.lease_expires_at <= ?
-    ORDER BY j.seq LIMIT 1"""
-_DUPLICATE = "SELECT id FROM jobs WHERE dedupe_key = ? AND enqueued_at > ? ORDER BY enqueued_at DESC"
-_FINISH = """UPDATE jobs SET status = ?, result = COALESCE(?, result), error = COALESCE(?, error),
-    finished_at = ?, available_at = COALESCE(?, available_at), lease_expires_at = NULL
-    WHERE id = ? AND status = 'in_progress'"""
-
-
-class Job(BaseModel):
-    """One unit of work and where it stands. Timestamps are UTC."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    kind: str
-    status: JobStatus
-    payload: dict[str, Any]
-    dedupe_key: str | None
-    group_key: str | None
-    attempts: int  # how many times a worker has claimed it
-    result: dict[str, Any] | None
-    error: str | None  # the last failure, kept after a retry succeeds
-    worker: str | None  # the last worker that claimed it
-    enqueued_at: datetime
-    available_at: datetime  # not claimed before this (a retry's backoff)
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class EnqueueResult(BaseModel):
-    """What the webhook reports back: the job id, whether it was a repeat, the backlog after it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    job_id: str
-    duplicate: bool
-    queued: int  # pending jobs once this enqueue committed
-
-
-@dataclass(frozen=True)
-class NewJob:
-    kind: str
-    payload: dict[str, Any]
-    dedupe_key: str | None = None
-    group_key: str | None = None
-
-
-class QueueFullError(RuntimeError):
-    """`capacity` jobs are pending; the caller should answer 503 with Retry-After."""
-
-    def __init__(self, capacity: int, pending: int) -> None:
-        self.capacity = capacity
-        self.pending = pending
-        msg = f"alert queue is full: {pending} pending jobs reach its capacity of {capacity}"
-        super().__init__(f"{msg}; retry later, add workers, or raise the capacity")
-
-
-class QueueBackendError(RuntimeError):
-    """SQLite failed an operation (disk full, I/O error, locked by another process)."""
-
-    def __init__(self, operation: str, params: dict[str, Any], reason: str) -> None:
-        self.operation = operation
-        self.params = params
-        self.reason = reason
-        super().__init__(f"alert queue {operation} failed ({reason}); parameters: {params}")
-
-
-class QueueClosedError(RuntimeError):
-    """The queue was used after `close()`."""
-
-
-def _to_json(value: dict[str, Any], what: str) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the job {what} must be JSON-serialisable: {exc}") from exc
-
-
-def _job(row: sqlite3.Row) -> Job:
-    # pydantic reads the epoch-second REAL columns as UTC datetimes.
-    fields = dict(row) | {"payload": json.loads(row["payload"])}
-    return Job.model_validate(fields | {"result": row["result"] and json.loads(row["result"])})
+__all__ = [
+    "AlertQueue",
+    "EnqueueResult",
+    "Job",
+    "JobStatus",
+    "NewJob",
+    "QueueBackendError",
+    "QueueClosedError",
+    "QueueFullError",
+]
 
 
 class AlertQueue:
@@ -157,40 +78,66 @@ class AlertQueue:
         self.dedupe_window_s = dedupe_window_s
         self.max_attempts = max_attempts
         self._clock = clock
-        # One connection behind a lock: SQLite serialises writers anyway, and a single connection
-        # lets close() release the file at once instead of waiting for per-thread connections.
-        self._lock = threading.Lock()
+        # Two connections, each used by one thread at a time: SQLite serialises writers anyway, and
+        # owning the connections (not one per thread) lets close() release the file at once.
+        self._writes = WriteTurns()
+        self._batches: list[EnqueueBatch] = []  # enqueues waiting for a write turn; see enqueue_many
+        self._batches_lock = threading.Lock()
+        self._read_lock = threading.Lock()
         # Its own lock: waiters hold it while they look for work, and must not block enqueues.
         self._work = threading.Condition()
         self._generation = 0  # bumped whenever work may have appeared; see wait_for_work
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            self._conn = self._connect(path)
+            self._conn.executescript(sql.SCHEMA)
+            self._reader = self._connect(path)
         except (OSError, sqlite3.Error) as exc:
             raise QueueBackendError("open", {"path": str(path)}, str(exc)) from exc
-        self._conn = conn
         self.recover()
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
 
     @contextmanager
     def _locked(self, operation: str, **params: Any) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """A write transaction, once the workers and enqueues waiting before it had theirs."""
+        with self._writes.turn(urgent=False), self._transaction(operation, **params) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, operation: str, **params: Any) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the write connection; the caller holds the write turn."""
+        if self._closed:
+            raise QueueClosedError(f"alert queue {self.path} is closed ({operation})")
+        try:
+            # IMMEDIATE takes the write lock up front, so check-then-insert is atomic even if
+            # another process (a CLI reading the queue) has the file open.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise QueueBackendError(operation, params, str(exc)) from exc
+
+    def _read(
+        self, operation: str, statement: str, args: Sequence[Any] | dict[str, Any], **params: Any
+    ) -> list[sqlite3.Row]:
+        """One read statement on the read connection: it waits for no writer."""
+        with self._read_lock:
             if self._closed:
                 raise QueueClosedError(f"alert queue {self.path} is closed ({operation})")
             try:
-                # IMMEDIATE takes the write lock up front, so check-then-insert is atomic even if
-                # another process (a CLI reading the queue) has the file open.
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
+                return self._reader.execute(statement, args).fetchall()
             except sqlite3.Error as exc:
                 raise QueueBackendError(operation, params, str(exc)) from exc
 
@@ -198,10 +145,6 @@ class AlertQueue:
         with self._work:
             self._generation += 1
             self._work.notify_all()
-
-    def _next_claimable(self, conn: sqlite3.Connection, now: float) -> int | None:
-        seqs = [row[0] for q in (_NEXT_PENDING, _NEXT_EXPIRED) if (row := conn.execute(q, (now,)).fetchone())]
-        return min(seqs) if seqs else None
 
     def enqueue(
         self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None, group_key: str | None
@@ -217,29 +160,76 @@ class AlertQueue:
             return []
         if not all(job.kind for job in jobs):
             raise ValueError("every job needs a non-empty kind, e.g. 'alert'")
-        encoded = [_to_json(job.payload, "payload") for job in jobs]
-        now = self._clock()
-        found: list[tuple[str, bool]] = []
-        with self._locked("enqueue", jobs=len(jobs), kind=jobs[0].kind) as conn:
-            pending = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending'").fetchone()[0]
-            for job, payload in zip(jobs, encoded, strict=True):
-                since = now - self.dedupe_window_s
-                if job.dedupe_key and (row := conn.execute(_DUPLICATE, (job.dedupe_key, since)).fetchone()):
-                    found.append((row[0], True))
-                    continue
-                if pending >= self.capacity:
-                    raise QueueFullError(self.capacity, pending)  # rolls back the whole batch
-                job_id = uuid.uuid4().hex
-                conn.execute(
-                    "INSERT INTO jobs (id, kind, status, payload, dedupe_key, group_key,"
-                    " enqueued_at, available_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
-                    (job_id, job.kind, payload, job.dedupe_key, job.group_key, now, now),
-                )
-                pending += 1
-                found.append((job_id, False))
-        if any(not duplicate for _, duplicate in found):
+        batch = EnqueueBatch(jobs, [to_json(job.payload, "payload") for job in jobs])
+        with self._batches_lock:
+            self._batches.append(batch)
+        # Group commit: whoever gets the write turn commits every batch waiting by then, so
+        # webhooks answering at the same time share one transaction instead of queueing for one each.
+        with self._writes.turn(urgent=True):
+            if not batch.settled:
+                with self._batches_lock:
+                    group, self._batches = self._batches, []
+                try:
+                    self._commit(group)
+                finally:
+                    for unsettled in (b for b in group if not b.settled):
+                        unsettled.error = QueueBackendError("enqueue", {}, "its group commit did not finish")
+        if batch.error is not None:
+            raise batch.error
+        return [EnqueueResult(job_id=i, duplicate=d, queued=batch.queued) for i, d in batch.found]
+
+    def _commit(self, group: list[EnqueueBatch]) -> None:
+        """Settle each batch of `group`: admitted ones committed together, each overflowing one
+        with a QueueFullError; a failed transaction settles all with its error."""
+        keys = json.dumps(sorted({job.dedupe_key for b in group for job in b.jobs if job.dedupe_key}))
+        rows: list[tuple[Any, ...]] = []
+        try:
+            with self._transaction("enqueue", jobs=sum(len(b.jobs) for b in group)) as conn:
+                now = self._clock()
+                (_, _, _, pending), *seen = conn.execute(sql.ENQUEUE_LOOK, (keys, now - self.dedupe_window_s))
+                known: dict[str, str] = {row[2]: row[3] for row in seen}  # the latest job of each key
+                for batch in group:
+                    pending = self._admit(batch, known, pending, rows, now)
+                if rows:
+                    conn.executemany(sql.INSERT, rows)
+        except (QueueBackendError, QueueClosedError) as err:
+            for batch in group:
+                batch.error = err
+            return
+        for batch in group:
+            batch.queued, batch.committed = pending, batch.error is None
+        if rows:
             self._signal()
-        return [EnqueueResult(job_id=i, duplicate=d, queued=pending) for i, d in found]
+
+    def _admit(
+        self,
+        batch: EnqueueBatch,
+        known: dict[str, str],
+        pending: int,
+        rows: list[tuple[Any, ...]],
+        now: float,
+    ) -> int:
+        """Add the batch's new jobs to `rows` and `known`, or none of them when it would overflow
+        the capacity (its error says so); returns the pending count after it."""
+        mine: dict[str, str] = {}
+        new_rows: list[tuple[Any, ...]] = []
+        for job, payload in zip(batch.jobs, batch.payloads, strict=True):
+            key = job.dedupe_key
+            if key and (earlier := mine.get(key) or known.get(key)):
+                batch.found.append((earlier, True))
+                continue
+            if pending + len(new_rows) >= self.capacity:
+                batch.found.clear()
+                batch.error = QueueFullError(self.capacity, pending + len(new_rows))
+                return pending
+            job_id = uuid.uuid4().hex
+            new_rows.append((job_id, job.kind, payload, key, job.group_key, now, now))
+            if key:
+                mine[key] = job_id
+            batch.found.append((job_id, False))
+        rows.extend(new_rows)
+        known.update(mine)
+        return pending + len(new_rows)
 
     def claim(self, worker: str, lease_s: float = 300) -> Job | None:
         """Mark the oldest claimable job in_progress for `worker` and return it; None when idle.
@@ -248,20 +238,14 @@ class AlertQueue:
             raise ValueError(f"lease_s must be positive, got {lease_s}")
         now = self._clock()
         with self._locked("claim", worker=worker) as conn:
-            seq = self._next_claimable(conn, now)
-            if seq is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET status = 'in_progress', worker = ?, attempts = attempts + 1,"
-                " started_at = ?, lease_expires_at = ? WHERE seq = ?",
-                (worker, now, now + lease_s, seq),
-            )
-            row = conn.execute("SELECT * FROM jobs WHERE seq = ?", (seq,)).fetchone()
-        return _job(row)
+            rows = conn.execute(
+                sql.CLAIM, {"worker": worker, "now": now, "expires": now + lease_s}
+            ).fetchall()
+        return job_of_row(rows[0]) if rows else None
 
     def complete(self, job_id: str, result: dict[str, Any]) -> Job:
         """Record the result of a running job: it is done."""
-        encoded = _to_json(result, "result")
+        encoded = to_json(result, "result")
         with self._locked("complete", job_id=job_id) as conn:
             return self._finish(conn, job_id, ("done", encoded, None, self._clock(), None))
 
@@ -292,11 +276,12 @@ class AlertQueue:
         """Apply (status, result, error, finished_at, available_at) to a running job."""
         # Only a running job changes: if its lease expired and another worker already finished
         # it, this late answer is dropped and the job is returned as it stands.
-        conn.execute(_FINISH, (*changes, job_id))
-        row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
+        rows = conn.execute(sql.FINISH, (*changes, job_id)).fetchall()
+        if not rows:
+            rows = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchall()
+        if not rows:
             raise LookupError(f"no job {job_id!r} in the alert queue (never enqueued, or pruned)")
-        return _job(row)
+        return job_of_row(rows[0])
 
     def recover(self) -> int:
         """Put the jobs of a process that died back to pending; returns how many. A job attempted
@@ -328,9 +313,8 @@ class AlertQueue:
         # Read before the look: a job committed after the look bumps it, so no wake-up is lost.
         with self._work:
             generation = self._generation
-        with self._locked("wait_for_work") as conn:
-            if self._next_claimable(conn, self._clock()) is not None:
-                return not stopped()
+        if self._read("wait_for_work", sql.NEXT_CLAIMABLE, {"now": self._clock()})[0][0] is not None:
+            return not stopped()
         with self._work:
             self._work.wait_for(lambda: self._generation != generation or self._closed or stopped(), timeout)
             return self._generation != generation and not (self._closed or stopped())
@@ -340,14 +324,12 @@ class AlertQueue:
         self._signal()
 
     def get(self, job_id: str) -> Job | None:
-        with self._locked("get", job_id=job_id) as conn:
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _job(row)
+        rows = self._read("get", "SELECT * FROM jobs WHERE id = ?", (job_id,), job_id=job_id)
+        return job_of_row(rows[0]) if rows else None
 
     def counts(self) -> dict[str, int]:
         """Jobs per status, every status present."""
-        with self._locked("counts") as conn:
-            rows = conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        rows = self._read("counts", "SELECT status, COUNT(*) FROM jobs GROUP BY status", ())
         return dict.fromkeys(get_args(JobStatus), 0) | {row[0]: row[1] for row in rows}
 
     def depth(self) -> int:
@@ -356,11 +338,9 @@ class AlertQueue:
 
     def group_incident(self, group_key: str) -> str | None:
         """The incident an alert group was stored as, if any."""
-        with self._locked("group_incident", group_key=group_key) as conn:
-            row = conn.execute(
-                "SELECT incident_id FROM group_incidents WHERE group_key = ?", (group_key,)
-            ).fetchone()
-        return None if row is None else str(row[0])
+        statement = "SELECT incident_id FROM group_incidents WHERE group_key = ?"
+        rows = self._read("group_incident", statement, (group_key,), group_key=group_key)
+        return str(rows[0][0]) if rows else None
 
     def set_group_incident(self, group_key: str, incident_id: str) -> None:
         """Remember (or replace) the incident of an alert group."""
@@ -368,11 +348,7 @@ class AlertQueue:
             raise ValueError("set_group_incident needs a non-empty group_key and incident_id")
         now = self._clock()
         with self._locked("set_group_incident", group_key=group_key, incident_id=incident_id) as c:
-            c.execute(
-                "INSERT INTO group_incidents VALUES (?, ?, ?) ON CONFLICT (group_key)"
-                " DO UPDATE SET incident_id = excluded.incident_id, updated_at = excluded.updated_at",
-                (group_key, incident_id, now),
-            )
+            c.execute(sql.SET_GROUP_INCIDENT, (group_key, incident_id, now))
 
     def prune(self, older_than_s: float) -> int:
         """Delete done and failed jobs finished more than `older_than_s` ago; returns how many.
@@ -386,10 +362,11 @@ class AlertQueue:
 
     def close(self) -> None:
         """Close the file; later calls raise QueueClosedError. Safe to call twice."""
-        with self._lock:
+        with self._writes.turn(urgent=True), self._read_lock:
             if self._closed:
                 return
             self._closed = True
+            self._reader.close()
             self._conn.close()
         self._signal()
 

@@ -75,13 +75,23 @@ def register_commands() -> typer.Typer:
     global _registered
     if not _registered:
         # Imported here so the command modules can import this one's helpers.
-        from integrations import cli_assistant, cli_detector, cli_knowledge, cli_mcp, cli_server
+        from integrations import (
+            cli_assistant,
+            cli_detector,
+            cli_finetune,
+            cli_knowledge,
+            cli_mcp,
+            cli_server,
+            cli_slack,
+        )
 
         cli_detector.register(app)
         cli_knowledge.register(app)
         cli_assistant.register(app)
         cli_server.register(app)
         cli_mcp.register(app)
+        cli_slack.register(app)
+        cli_finetune.register(app)
         _registered = True
     return app
 
@@ -94,6 +104,9 @@ def main() -> None:
     except BrokenPipeError:  # `logtriage score big.log | head` is normal use, not a crash
         sys.stderr.close()
         sys.exit(0)
+    except ConfigError as err:  # raised while building an app (e.g. `serve` with half a Slack setup)
+        stderr.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(USAGE_ERROR)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,23 @@ def serve(
     import uvicorn
 
     from integrations.server import create_app
+    from integrations.server_deps import build_server_deps
+    from integrations.server_runtime import settle_for_serving
 
     settings = settings_from(config, host=host, port=port, llm_backend=llm)
     with user_errors():
         check_exposure(settings, insecure)
     if not api_tokens(settings):
         stderr.print("[yellow]warning:[/] no LOGTRIAGE_API_TOKEN: the API and webhooks are open to this host")
-    stderr.print(f"logtriage serving on http://{settings.host}:{settings.port} (docs at /docs)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    with user_errors():
+        # Built here rather than in the app's lifespan, so the interpreter is settled once they are loaded.
+        deps = build_server_deps(settings)
+    try:
+        settle_for_serving()
+        stderr.print(f"logtriage serving on http://{settings.host}:{settings.port} (docs at /docs)")
+        uvicorn.run(create_app(settings, deps), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        deps.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -64,7 +64,7 @@ class BearerGuard:
 
     def authorized(self, scope: Scope) -> bool:
         try:
-            self.auth(Request(scope))
+            self.auth.check(Request(scope))
         except HTTPException:
             return False
         return True

@@ -7,7 +7,7 @@ workers) are built once in its lifespan and reached through `app.state.deps`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.mcp_http import mount_mcp
 from integrations.server_deps import ServerDeps, build_server_deps
+from integrations.server_metrics import RequestMetrics, ServerMetrics
 from integrations.server_security import BearerAuth, BodyLimit, api_tokens
 from integrations.settings import Settings
+from integrations.slack_http import mount_slack
 from tools import REGISTRY, Answer, Caller, ToolFailedError, ToolInputError, UnknownIncidentError
 from tools.inputs import RecordFeedbackInput
 
@@ -62,6 +64,11 @@ def deps_of_app(app: FastAPI) -> ServerDeps:
     return deps
 
 
+def _metrics_of(app: FastAPI) -> ServerMetrics | None:
+    deps: ServerDeps | None = getattr(app.state, "deps", None)
+    return None if deps is None else deps.metrics
+
+
 def deps_of(request: Request) -> ServerDeps:
     deps: ServerDeps = request.app.state.deps
     return deps
@@ -94,7 +101,7 @@ def create_app(settings: Settings, deps: ServerDeps | None = None) -> FastAPI:
         503: {"model": ErrorBody},
     }
     _install_error_handlers(app)
-    _install_metrics_middleware(app)
+    app.add_middleware(RequestMetrics, metrics=lambda: _metrics_of(app))
 
     @app.post("/v1/detect", dependencies=[auth], responses=errors, tags=["api"])
     def detect(body: DetectRequest, request: Request) -> Answer:
@@ -168,6 +175,8 @@ def create_app(settings: Settings, deps: ServerDeps | None = None) -> FastAPI:
         extra_hosts=_split(settings.mcp_allowed_hosts),
         extra_origins=_split(settings.mcp_allowed_origins),
     )
+    # Slack at /slack/* when configured: signed by Slack, so outside the bearer token.
+    mount_slack(app, settings, lambda: deps_of_app(app).slack)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
@@ -194,17 +203,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def failed(_: Request, err: ToolFailedError) -> JSONResponse:
         body = {"detail": f"{err.tool} failed: {err.reason}", "tool": err.tool, "params": err.params}
         return JSONResponse(body, status_code=503)
-
-
-def _install_metrics_middleware(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        start = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        deps: ServerDeps | None = getattr(request.app.state, "deps", None)
-        if deps is not None:
-            deps.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-            deps.metrics.latency.labels(path).observe(time.perf_counter() - start)
-        return response

@@ -14,6 +14,10 @@ from integrations.log_sources import AnnotationLogs, ChainedLogs, FileGlobLogs, 
 from integrations.notifier import CallbackNotifier, FanOutNotifier, LogNotifier, Notifier
 from integrations.server_metrics import ServerMetrics
 from integrations.settings import ConfigError, Settings
+from integrations.slack_answers import SlackDeps
+from integrations.slack_config import slack_config, web_client
+from integrations.slack_notifier import SlackNotifier
+from integrations.slack_state import SlackState
 from integrations.wiring import build_assistant, chat_model, load_detector, open_incident_store
 from knowledge.store import IncidentStore
 from tools import ToolContext
@@ -29,6 +33,7 @@ class ServerDeps:
     workers: WorkerPool
     pipeline: AlertPipeline
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    slack: SlackDeps | None = None  # None: Slack is not configured
 
     @property
     def tools(self) -> ToolContext:
@@ -46,6 +51,8 @@ class ServerDeps:
     def close(self) -> None:
         self.queue.close()
         self.store.close()
+        if self.slack is not None:
+            self.slack.close()
 
     def problems(self) -> list[str]:
         """What keeps the server from being ready; empty when it is."""
@@ -78,11 +85,23 @@ def log_source(settings: Settings) -> LogSource:
     return ChainedLogs(sources)
 
 
-def notifier(settings: Settings) -> Notifier:
+def notifier(settings: Settings, slack: SlackDeps | None = None) -> Notifier:
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.callback_url:
         notifiers.append(CallbackNotifier(settings.callback_url))
+    if slack is not None and slack.config.alert_channel:
+        client = web_client(slack.config)
+        channel = slack.config.alert_channel
+        notifiers.append(SlackNotifier(client, channel, slack.state, slack.config.incident_link))
     return FanOutNotifier(notifiers)
+
+
+def slack_deps(settings: Settings, assistant: Assistant, *, socket_mode: bool = False) -> SlackDeps | None:
+    """The Slack app's dependencies, or None when Slack is off. Raises ConfigError when half configured."""
+    config = slack_config(settings, socket_mode=socket_mode)
+    if config is None:
+        return None
+    return SlackDeps(assistant, SlackState(settings.data_dir / "slack" / "state.sqlite"), config)
 
 
 def assemble(
@@ -94,6 +113,7 @@ def assemble(
     logs: LogSource | None = None,
     outbound: Notifier | None = None,
     metrics: ServerMetrics | None = None,
+    slack: SlackDeps | None = None,
 ) -> ServerDeps:
     """Put the server together around an already built detector, store and assistant."""
     metrics = metrics or ServerMetrics()
@@ -109,15 +129,15 @@ def assemble(
         store=store,
         queue=queue,
         logs=logs or log_source(settings),
-        notifier=outbound or notifier(settings),
+        notifier=outbound or notifier(settings, slack),
         metrics=metrics,
     )
     workers = WorkerPool(queue, pipeline.handle, workers=settings.alert_workers)
-    return ServerDeps(settings, detector, store, assistant, queue, workers, pipeline, metrics)
+    return ServerDeps(settings, detector, store, assistant, queue, workers, pipeline, metrics, slack)
 
 
 def build_server_deps(settings: Settings) -> ServerDeps:
     detector = load_detector(settings)
     store = open_incident_store(settings, detector)
     assistant = build_assistant(settings, detector, store, chat_model(settings))
-    return assemble(settings, detector, store, assistant)
+    return assemble(settings, detector, store, assistant, slack=slack_deps(settings, assistant))

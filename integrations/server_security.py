@@ -48,7 +48,13 @@ class BearerAuth:
     def __init__(self, tokens: tuple[str, ...]) -> None:
         self.tokens = tuple(t.encode() for t in tokens)
 
-    def __call__(self, request: Request) -> None:
+    async def __call__(self, request: Request) -> None:
+        # A coroutine, so FastAPI runs it on the event loop instead of handing every request to a
+        # thread and back (two waits for the GIL while workers are busy).
+        self.check(request)
+
+    def check(self, request: Request) -> None:
+        """Raise HTTPException(401) unless the request carries one of the tokens."""
         if not self.tokens:
             return
         header = request.headers.get("authorization", "")

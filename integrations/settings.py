@@ -87,10 +87,17 @@ class Settings(BaseSettings):
     llm_adapter: Path | None = Field(
         default=None, description="peft LoRA adapter directory for the local model"
     )
+    llm_default_adapter: bool = Field(
+        default=True,
+        description=(
+            "with the bundled SmolLM2 and no llm_adapter, merge the shipped logtriage LoRA adapter "
+            "(assistant/adapters/smollm2-logtriage); false: the untuned model"
+        ),
+    )
     llm_precision: Literal["fp32", "bf16", "int8"] = Field(
         default="int8", description="local model weights: int8 dynamic quantisation is fastest on CPU"
     )
-    llm_max_new_tokens: int = Field(default=96, ge=8, le=4096, description="longest LLM answer, in tokens")
+    llm_max_new_tokens: int = Field(default=160, ge=8, le=4096, description="longest LLM answer, in tokens")
     llm_budget_s: float = Field(default=20.0, gt=0, description="time budget of one LLM call, in seconds")
     llm_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1"
@@ -127,6 +134,37 @@ class Settings(BaseSettings):
         default=None, description="extra browser Origins for /mcp, comma-separated"
     )
     callback_url: str | None = Field(default=None, description="POST each alert incident's result here")
+
+    # Slack: `logtriage serve` mounts /slack/* when the bot token is set; `logtriage slack --socket`
+    # uses Socket Mode instead. Secrets have no flags, so they never appear on a command line.
+    slack_bot_token: SecretStr | None = Field(default=None, description="bot token (xoxb-...); set: Slack on")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="the Slack app's signing secret; verifies every request (HTTP mode)"
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, description="app-level token (xapp-...) with connections:write, for Socket Mode"
+    )
+    slack_api_url: str = Field(default="https://slack.com/api/", description="the Slack Web API base URL")
+    slack_alert_channel: str | None = Field(
+        default=None, description="channel id where alert groups become threads; unset: no alert threads"
+    )
+    slack_allowed_teams: str | None = Field(
+        default=None, description="workspace (team) ids served, comma-separated; unset: any"
+    )
+    slack_allowed_channels: str | None = Field(
+        default=None, description="channel ids served, comma-separated (list DMs too); unset: any"
+    )
+    slack_correct_reactions: str = Field(
+        default="white_check_mark,+1", description="reactions meaning 'the verdict is correct'"
+    )
+    slack_wrong_reactions: str = Field(default="x,-1", description="reactions meaning 'the verdict is wrong'")
+    slack_incident_url: str | None = Field(
+        default=None,
+        description="link for an incident id in Slack, with {id}, e.g. https://host/v1/incidents/{id}",
+    )
+    slack_max_retry_after_s: float = Field(
+        default=30.0, ge=0, description="longest Retry-After waited for on a 429 before giving up"
+    )
 
     # The TOML path is set per load by `load_settings`; a class attribute keeps pydantic out of it.
     _toml_file: Path | None = None

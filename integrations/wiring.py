@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
@@ -91,13 +92,26 @@ def chat_model(settings: Settings, on_status: Callable[[str], None] | None = Non
 
     config = LocalModelConfig(
         model_path=settings.llm_model,
-        adapter_dir=settings.llm_adapter,
+        adapter_dir=adapter_for(settings),
         cache_dir=settings.models_dir,
         precision=settings.llm_precision,
         max_new_tokens=settings.llm_max_new_tokens,
         budget_s=settings.llm_budget_s,
     )
     return load_local_chat_model(config, on_status=on_status)
+
+
+def adapter_for(settings: Settings) -> Path | None:
+    """The LoRA adapter to merge: the one set, else the shipped one when the model is the bundled
+    SmolLM2 it was trained for (an adapter only fits the model it was trained on)."""
+    from assistant.local_model import DEFAULT_ADAPTER_DIR
+
+    if settings.llm_adapter is not None:
+        return settings.llm_adapter
+    shipped = (DEFAULT_ADAPTER_DIR / "adapter_config.json").is_file()
+    if settings.llm_model is None and settings.llm_default_adapter and shipped:
+        return DEFAULT_ADAPTER_DIR
+    return None
 
 
 def tool_context(

@@ -204,8 +204,7 @@ def test_without_template_tool_support_tools_calls_and_results_are_rendered_as_h
         "<|im_start|>system\nBe brief.\n\n# Tools\n\n"
         "You may call one or more functions to assist with the user query.\n\n"
         "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
-        '{"type": "function", "function": {"name": "score_logs", "description": "Score log lines.", '
-        '"parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}\n'
+        "score_logs(path: str): Score log lines.\n"
         "</tools>\n\n"
         "For each function call, return a json object with function name and arguments within "
         "<tool_call></tool_call> XML tags:\n"

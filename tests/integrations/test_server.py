@@ -94,6 +94,25 @@ def test_health_readiness_and_metrics(client: TestClient, retry_storm: list[str]
     assert "logtriage_alert_queue_depth" in metrics and "logtriage_verdicts_total" in metrics
 
 
+def test_metrics_count_every_request_by_route_method_and_status_refusals_included(
+    client: TestClient,
+) -> None:
+    assert client.post("/v1/detect", json={"logs": ["x"]}).status_code == 401
+    assert client.post("/webhooks/generic", json={"alerts": []}, headers=AUTH).status_code == 422
+    assert client.get("/no/such/route").status_code == 404
+    assert client.get("/healthz").status_code == 200
+    metrics = client.get("/metrics").text
+    for route, method, status in (
+        ("/v1/detect", "POST", "401"),
+        ("/webhooks/generic", "POST", "422"),
+        ("unmatched", "GET", "404"),
+        ("/healthz", "GET", "200"),
+    ):
+        sample = f'logtriage_http_requests_total{{method="{method}",route="{route}",status="{status}"}} 1.0'
+        assert sample in metrics, sample
+        assert f'logtriage_http_request_seconds_count{{route="{route}"}} 1.0' in metrics
+
+
 def test_the_openapi_document_lists_every_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in (

@@ -1,0 +1,86 @@
+"""The structured explanation the assistant's LLM writes for a triage, and how it is read back.
+
+The model answers in two parts: one line of JSON, then one or two sentences of prose.
+
+    {"status": "anomalous", "category": "network_timeout", "key_indicators": ["L4", "L7"], "next_steps": ["..."]}
+    Retries to the database [L4] end in a timeout [L7], as in past incident 3f2a9c1e.
+
+The JSON makes the answer machine-checkable (fine-tuning evaluates it, surfaces can render it);
+the prose is what a person reads. The verdict belongs to the detector: a report whose status or
+category disagrees with the grounded answer is dropped, never shown as a second opinion.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.answer import Answer
+
+ReportStatus = Literal["anomalous", "normal", "inconclusive"]
+
+# Which evidence lines an answer cites: "[L4]" in prose, "L4" in key_indicators.
+_CITATION = re.compile(r"\bL(\d{1,4})\b")
+
+
+class TriageReport(BaseModel):
+    """The JSON line of an explanation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ReportStatus
+    category: str = Field(min_length=1)
+    key_indicators: list[str] = Field(description="evidence line references, e.g. 'L4'")
+    next_steps: list[str] = Field(min_length=1)
+
+
+def expected_status(answer: Answer) -> ReportStatus:
+    """The status the report must carry for this grounded answer."""
+    if answer.status == "inconclusive" or answer.verdict is None:
+        return "inconclusive"
+    return "anomalous" if answer.verdict == "anomalous" else "normal"
+
+
+def expected_category(answer: Answer) -> str:
+    return answer.category or ("normal" if answer.verdict == "normal" else "unknown")
+
+
+def split_report(text: str) -> tuple[TriageReport | None, str]:
+    """The report on the first JSON line of `text` (None if missing or invalid) and the prose after it."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return None, stripped
+    first, _, rest = stripped.partition("\n")
+    try:
+        report = TriageReport.model_validate(json.loads(first))
+    except (json.JSONDecodeError, ValidationError):
+        return None, rest.strip() if first.rstrip().endswith("}") else stripped
+    return report, rest.strip()
+
+
+def cited_lines(text: str) -> set[int]:
+    """1-based line numbers cited as L<n> anywhere in `text`."""
+    return {int(n) for n in _CITATION.findall(text)}
+
+
+def render_report(report: TriageReport) -> str:
+    """The JSON line exactly as the model is trained to write it (compact, keys in schema order)."""
+    return json.dumps(report.model_dump(), ensure_ascii=False)
+
+
+def readable_explanation(text: str, answer: Answer) -> str:
+    """What a person is shown: the prose and the next step, with a report that contradicts the
+    grounded verdict left out (the LLM explains verdicts, it never changes them)."""
+    report, prose = split_report(text)
+    if report is None:
+        return prose
+    agrees = report.status == expected_status(answer) and (
+        report.status != "anomalous" or report.category == expected_category(answer)
+    )
+    if not agrees:
+        return prose
+    steps = "; ".join(step.strip() for step in report.next_steps if step.strip())
+    return f"{prose}\nNext step: {steps}" if steps else prose

@@ -1,0 +1,179 @@
+"""Held-out evaluation of a chat model on the fine-tuning examples: base against adapter.
+
+Each held-out example's prompt is rendered exactly as for training, the model answers greedily,
+and the answer is checked against what the example expects:
+- valid JSON: a triage answer starts with a valid report line; a classification answer is a JSON
+  object with status and category;
+- category accuracy: the category in that JSON is the expected one;
+- tool-call exact match: the same tool with the same arguments (or no call where none is due);
+- citing evidence: a triage answer cites at least one evidence line the facts actually showed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+
+from assistant.answer_format import cited_lines, split_report
+from assistant.hermes import parse_tool_calls
+from assistant.local_model import LoadedModel, LocalModelConfig, load_local_model
+from finetune.examples import SFTExample, chat_tool_schemas, in_split, prompt_and_completion, read_examples
+
+JSON_KINDS = ("triage", "seed", "feedback")
+TOOL_KINDS = ("tool_call", "chat")
+MAX_NEW_TOKENS = 128
+
+
+def generate(loaded: LoadedModel, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+    tokenizer = loaded.tokenizer
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = loaded.model.generate(  # type: ignore[operator]  # transformers types generate loosely
+            **ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=list(loaded.stop_token_ids),
+            pad_token_id=loaded.pad_token_id,
+        )
+    return str(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
+
+
+def score_answer(example: SFTExample, output: str) -> dict[str, Any]:
+    """The checks that apply to this example, each True or False."""
+    expected = example.expected
+    checks: dict[str, Any] = {}
+    if example.kind == "triage":
+        report, prose = split_report(output)
+        checks["valid_json"] = report is not None
+        checks["category"] = report is not None and report.category == expected.category
+        checks["status"] = report is not None and report.status == expected.status
+        cited = cited_lines(prose) | (cited_lines(" ".join(report.key_indicators)) if report else set())
+        checks["cites_evidence"] = bool(cited & set(expected.evidence))
+    elif example.kind in ("seed", "feedback"):
+        parsed = _json_object(output.strip().split("\n", 1)[0])
+        checks["valid_json"] = parsed is not None and "status" in parsed and "category" in parsed
+        checks["category"] = parsed is not None and _same(parsed.get("category"), expected.category)
+    elif example.kind in TOOL_KINDS:
+        _, calls = parse_tool_calls(output)
+        want = expected.tool_call
+        if want is None:
+            checks["tool_call_exact"] = not calls
+        else:
+            checks["tool_call_exact"] = bool(calls) and (
+                calls[0]["name"] == want["name"] and calls[0]["args"] == want["arguments"]
+            )
+    return checks
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and str(a).strip().lower() == str(b).strip().lower()
+
+
+def evaluate(
+    loaded: LoadedModel, examples: Sequence[SFTExample], on_example: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    tools = chat_tool_schemas()
+    rows = []
+    started = time.perf_counter()
+    for example in examples:
+        prompt, _ = prompt_and_completion(example, loaded.tokenizer, tools)
+        output = generate(loaded, prompt)
+        rows.append(
+            {"id": example.id, "kind": example.kind, "output": output, **score_answer(example, output)}
+        )
+        if on_example:
+            on_example()
+    return {
+        "model": loaded.name,
+        "seconds": round(time.perf_counter() - started, 1),
+        "metrics": metrics(rows),
+        "rows": rows,
+    }
+
+
+def metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def rate(check: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+        values = [bool(r[check]) for r in rows if r["kind"] in kinds and check in r]
+        return {"rate": round(sum(values) / len(values), 4) if values else None, "n": len(values)}
+
+    return {
+        "valid_json": rate("valid_json", JSON_KINDS),
+        "category_accuracy": rate("category", ("triage",)),
+        "category_accuracy_raw_logs": rate("category", ("seed", "feedback")),
+        "tool_call_exact": rate("tool_call_exact", TOOL_KINDS),
+        "cites_evidence": rate("cites_evidence", ("triage",)),
+        "status_accuracy": rate("status", ("triage",)),
+    }
+
+
+GOALS = {"valid_json": 0.99, "category_accuracy": 0.90, "tool_call_exact": 0.95}
+
+
+def evaluate_models(
+    data: Sequence[Path],
+    models_dir: Path,
+    base_model: Path | None,
+    adapter: Path | None,
+    precision: str,
+    limit: int | None,
+    skip_base: bool,
+    progress: Callable[[], AbstractContextManager[Progress]],
+) -> dict[str, Any]:
+    """Evaluate the base model and (when given) the adapter on the held-out examples of `data`."""
+    examples = [e for path in data for e in in_split(read_examples(path), "heldout")]
+    examples = [e for e in examples if e.kind != "tool_answer"][:limit]  # no check for free-text answers
+    if not examples:
+        raise ValueError("no held-out examples in the data; build it with `logtriage finetune-data`")
+    variants: list[tuple[str, Path | None]] = [] if skip_base else [("base", None)]
+    if adapter is not None:
+        variants.append(("adapter", adapter))
+    if not variants:
+        raise ValueError("nothing to evaluate: give --adapter, or drop --skip-base")
+    report: dict[str, Any] = {"examples": len(examples), "precision": precision, "goals": GOALS}
+    for label, adapter_dir in variants:
+        config = LocalModelConfig(
+            model_path=base_model,
+            cache_dir=models_dir,
+            adapter_dir=adapter_dir,
+            precision=precision,  # type: ignore[arg-type]
+        )
+        loaded = load_local_model(config)
+        with progress() as bar:
+            task = bar.add_task(f"evaluating {label}", total=len(examples))
+            report[label] = evaluate(loaded, examples, on_example=partial(bar.advance, task))
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    variants = [v for v in ("base", "adapter") if v in report]
+    names = list(report[variants[0]]["metrics"])
+    lines = [f"held-out examples: {report['examples']} ({report['precision']})", ""]
+    lines.append(f"{'metric':<28}" + "".join(f"{v:>16}" for v in variants) + f"{'goal':>8}")
+    for name in names:
+        cells = []
+        for v in variants:
+            m = report[v]["metrics"][name]
+            cells.append(f"{m['rate']:.3f} (n={m['n']})" if m["rate"] is not None else "-")
+        goal = GOALS.get(name)
+        lines.append(
+            f"{name:<28}" + "".join(f"{c:>16}" for c in cells) + (f"{goal:>8.2f}" if goal else f"{'':>8}")
+        )
+    lines.append("")
+    lines += [f"{v}: {report[v]['model']}, {report[v]['seconds']} s" for v in variants]
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Evaluation checks: each metric can pass and fail on hand-written answers."""
+
+from __future__ import annotations
+
+from finetune.evaluate import metrics, score_answer
+from finetune.examples import Expected, SFTExample, Turn
+
+TURNS = [Turn(role="user", content="q"), Turn(role="assistant", content="a")]
+CALL = {"name": "record_feedback", "arguments": {"incident_id": "abc", "correct": False}}
+
+
+def example(kind: str, **expected: object) -> SFTExample:
+    return SFTExample(id=kind, kind=kind, turns=TURNS, expected=Expected(**expected))  # type: ignore[arg-type]
+
+
+def test_a_triage_answer_needs_a_valid_report_with_the_right_category_citing_a_shown_line() -> None:
+    triage = example("triage", status="anomalous", category="network_timeout", evidence=[4, 7])
+    good = '{"status": "anomalous", "category": "network_timeout", "key_indicators": ["L4"], "next_steps": ["x"]}\n[L4] times out.'
+    assert score_answer(triage, good) == {
+        "valid_json": True,
+        "category": True,
+        "status": True,
+        "cites_evidence": True,
+    }
+    wrong_line = good.replace("L4", "L2")
+    assert score_answer(triage, wrong_line)["cites_evidence"] is False
+    wrong_category = good.replace("network_timeout", "data_corruption")
+    assert score_answer(triage, wrong_category)["category"] is False
+    broken = '{"status": "anomalous", "category": "network_timeout"\n[L4] times out.'
+    assert score_answer(triage, broken)["valid_json"] is False
+
+
+def test_a_tool_call_must_match_name_and_arguments_exactly_and_no_call_is_right_when_none_is_due() -> None:
+    wanted = example("tool_call", tool_call=CALL, expects_tool_decision=True)
+    exact = '<tool_call>\n{"name": "record_feedback", "arguments": {"incident_id": "abc", "correct": false}}\n</tool_call>'
+    assert score_answer(wanted, exact) == {"tool_call_exact": True}
+    assert score_answer(wanted, exact.replace("false", "true")) == {"tool_call_exact": False}
+    assert score_answer(wanted, "I would record feedback.") == {"tool_call_exact": False}
+    none_due = example("chat", tool_call=None, expects_tool_decision=True)
+    assert score_answer(none_due, "Because [L4] times out.") == {"tool_call_exact": True}
+    assert score_answer(none_due, exact) == {"tool_call_exact": False}
+
+
+def test_seed_format_answers_are_json_with_status_and_category_compared_case_blind() -> None:
+    seed = example("seed", status="Abnormal", category="network_timeout")
+    assert score_answer(seed, '{"status": "Abnormal", "category": "Network_Timeout"}') == {
+        "valid_json": True,
+        "category": True,
+    }
+    assert score_answer(seed, "Abnormal: network timeout") == {"valid_json": False, "category": False}
+
+
+def test_metrics_are_rates_over_the_kinds_they_apply_to() -> None:
+    rows = [
+        {"kind": "triage", "valid_json": True, "category": True, "cites_evidence": False, "status": True},
+        {"kind": "triage", "valid_json": False, "category": False, "cites_evidence": False, "status": False},
+        {"kind": "tool_call", "tool_call_exact": True},
+    ]
+    result = metrics(rows)
+    assert result["valid_json"] == {"rate": 0.5, "n": 2}
+    assert result["tool_call_exact"] == {"rate": 1.0, "n": 1}
+    assert result["category_accuracy_raw_logs"] == {"rate": None, "n": 0}
