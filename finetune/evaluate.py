@@ -37,7 +37,8 @@ def generate(loaded: LoadedModel, prompt: str, max_new_tokens: int = MAX_NEW_TOK
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.inference_mode():
         out = loaded.model.generate(  # type: ignore[operator]  # transformers types generate loosely
-            **ids,
+            input_ids=ids["input_ids"],
+            attention_mask=ids["attention_mask"],
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=list(loaded.stop_token_ids),
@@ -137,7 +138,9 @@ def evaluate_models(
 ) -> dict[str, Any]:
     """Evaluate the base model and (when given) the adapter on the held-out examples of `data`."""
     examples = [e for path in data for e in in_split(read_examples(path), "heldout")]
-    examples = [e for e in examples if e.kind != "tool_answer"][:limit]  # no check for free-text answers
+    examples = [e for e in examples if e.kind != "tool_answer"]  # no check for free-text answers
+    if limit is not None and 0 < limit < len(examples):  # an evenly spread subset keeps every kind
+        examples = [examples[i * len(examples) // limit] for i in range(limit)]
     if not examples:
         raise ValueError("no held-out examples in the data; build it with `logtriage finetune-data`")
     variants: list[tuple[str, Path | None]] = [] if skip_base else [("base", None)]

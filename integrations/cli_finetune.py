@@ -149,7 +149,9 @@ def finetune_eval(
     base_model: Annotated[
         Path | None, typer.Option("--base-model", help="HF model dir; default: bundled SmolLM2")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="evaluate the first N held-out examples")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="evaluate N held-out examples, evenly spread over the file")
+    ] = None,
     precision: Annotated[str, typer.Option(help="fp32, bf16 or int8 (what the assistant runs)")] = "int8",
     out: Annotated[Path | None, typer.Option("--out", help="write the full report as JSON here")] = None,
     skip_base: Annotated[bool, typer.Option("--skip-base", help="evaluate the adapter only")] = False,

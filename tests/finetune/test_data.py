@@ -40,7 +40,7 @@ def tokenizer() -> PreTrainedTokenizerFast:
 def built(shipped_detector: Detector, tmp_path_factory: pytest.TempPathFactory) -> list[SFTExample]:
     out = tmp_path_factory.mktemp("ft") / "data.jsonl"
     plan = DataPlan(
-        history=40, triage=24, chat=36, seed_format=6, inconclusive_share=0.25, tool_answer_share=0.3
+        history=40, triage=24, chat=36, seed_format=6, inconclusive_share=0.5, tool_answer_share=0.3
     )
     report = assemble(shipped_detector, plan, [], out)
     assert report.total == len(list(read_examples(out)))
@@ -129,7 +129,7 @@ def test_building_twice_with_the_same_seed_gives_the_same_examples(
     shipped_detector: Detector, tmp_path: Path, built: list[SFTExample]
 ) -> None:
     plan = DataPlan(
-        history=40, triage=24, chat=36, seed_format=6, inconclusive_share=0.25, tool_answer_share=0.3
+        history=40, triage=24, chat=36, seed_format=6, inconclusive_share=0.5, tool_answer_share=0.3
     )
     assemble(shipped_detector, plan, [], tmp_path / "again.jsonl")
     assert [e.id for e in read_examples(tmp_path / "again.jsonl")] == [e.id for e in built]

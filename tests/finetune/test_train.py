@@ -155,8 +155,8 @@ def _teach(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, example: 
     ids = torch.tensor([prompt_ids + tokenizer(completion, add_special_tokens=False)["input_ids"]])  # (1, T)
     labels = ids.clone()
     labels[0, : len(prompt_ids)] = -100
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2, weight_decay=0.0)
-    for _ in range(300):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(1500):
         loss = model(input_ids=ids, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
@@ -181,7 +181,12 @@ def test_a_tiny_qwen2_goes_through_lora_training_and_then_writes_a_parseable_her
     prompt = render_prompt(tokenizer, to_messages(tool_call_example().turns[:-1]), chat_tool_schemas())
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.inference_mode():
-        out = tuned.generate(**ids, max_new_tokens=80, do_sample=False, eos_token_id=tokenizer.eos_token_id)
+        out = tuned.generate(
+            input_ids=ids["input_ids"],
+            max_new_tokens=80,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+        )
     text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     _, calls = parse_tool_calls(text)
     assert [(c["name"], c["args"]) for c in calls] == [(CALL["name"], CALL["arguments"])]
