@@ -15,11 +15,14 @@ STARTUP_S = 30.0
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """`app` served by uvicorn in a thread, on a socket bound here (so the port is ours)."""
+def serving(app: Any, port: int = 0) -> Iterator[str]:
+    """`app` served by uvicorn in a thread, on a socket bound here (so the port is ours). A given
+    `port` is reusable at once, so a later server (a restart) can take the same one."""
     # proto must say TCP, or asyncio leaves Nagle on and each response waits for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
+    if port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     served = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=served.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -7,17 +7,13 @@ another, so a server that went away is a tool error naming it and a restarted on
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import replace
-from typing import Any
 
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
@@ -28,7 +24,7 @@ from integrations.server import create_app
 from integrations.server_deps import ServerDeps
 from integrations.settings import Settings
 from tests.integrations.conftest import TOKEN
-from tests.integrations.loopback import STARTUP_S
+from tests.integrations.loopback import serving
 from tests.integrations.test_mcp import answer_of, error_text
 from tools import REGISTRY
 
@@ -47,27 +43,6 @@ def port() -> int:
         probe.bind(("127.0.0.1", 0))
         free: int = probe.getsockname()[1]
         return free
-
-
-@contextmanager
-def serving_on(app: Any, port: int) -> Iterator[str]:
-    """`app` under uvicorn in a thread on this port, so a later server can take the same one."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    served = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=served.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_S
-    while not served.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)  # the polling interval, not a wait for the work itself
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        served.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 class CountingSessions:
@@ -101,7 +76,7 @@ async def score(backend: RemoteBackend, lines: list[str]) -> CallToolResult:
 async def test_forwarded_calls_and_reads_share_one_session_which_a_server_error_keeps(
     server_settings: Settings, deps: ServerDeps, port: int, retry_storm: list[str]
 ) -> None:
-    with serving_on(create_app(server_settings, deps), port) as url:
+    with serving(create_app(server_settings, deps), port) as url:
         async with forwarding(url) as (backend, sessions):
             verdicts = [answer_of(await score(backend, retry_storm)).verdict for _ in range(3)]
             card = await backend.model_card()
@@ -116,11 +91,11 @@ async def test_server_that_went_away_is_a_tool_error_and_its_restart_is_picked_u
     server_settings: Settings, deps: ServerDeps, port: int, retry_storm: list[str]
 ) -> None:
     async with AsyncExitStack() as stack:
-        with serving_on(create_app(server_settings, deps), port) as url:
+        with serving(create_app(server_settings, deps), port) as url:
             backend, sessions = await stack.enter_async_context(forwarding(url))
             before = answer_of(await score(backend, retry_storm)).verdict
         gone = await score(backend, retry_storm)
-        with serving_on(create_app(server_settings, deps), port):
+        with serving(create_app(server_settings, deps), port):
             after = answer_of(await score(backend, retry_storm)).verdict
     assert f"the logtriage server at {url}/mcp did not answer (All connection attempts failed)" in error_text(
         gone
