@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -84,3 +85,42 @@ def readable_explanation(text: str, answer: Answer) -> str:
         return prose
     steps = "; ".join(step.strip() for step in report.next_steps if step.strip())
     return f"{prose}\nNext step: {steps}" if steps else prose
+
+
+class ProseStream:
+    """Passes streamed tokens on, holding back a leading JSON report line (surfaces show prose;
+    the next step from the report is added once the whole answer is known)."""
+
+    def __init__(self, on_token: Callable[[str], None] | None) -> None:
+        self.on_token = on_token
+        self.buffer = ""
+        self.sent = ""
+        self.in_report: bool | None = None  # None: not known yet
+
+    def feed(self, text: str) -> None:
+        if self.on_token is None:
+            return
+        self.buffer += text
+        if self.in_report is None:
+            head = self.buffer.lstrip()
+            if not head:
+                return
+            self.in_report = head.startswith("{")
+        if self.in_report:
+            if "\n" not in self.buffer:
+                return
+            self.buffer = self.buffer.split("\n", 1)[1].lstrip()
+            self.in_report = False
+        if self.buffer:
+            self._send(self.buffer)
+            self.buffer = ""
+
+    def finish(self, final: str) -> None:
+        """Send whatever of `final` has not been shown yet (the next step, or held-back text)."""
+        if self.on_token is not None and final.startswith(self.sent) and len(final) > len(self.sent):
+            self._send(final[len(self.sent) :])
+
+    def _send(self, text: str) -> None:
+        assert self.on_token is not None
+        self.on_token(text)
+        self.sent += text

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer_format import readable_explanation, split_report
+from assistant.answer_format import ProseStream, readable_explanation, split_report
 from assistant.prompts import SYSTEM_TRIAGE, triage_user_message
 from assistant.redaction import RedactionPolicy, redact
 from tools.answer import Answer
@@ -60,7 +60,7 @@ class LLMExplainer:
     def explain(self, answer: Answer, lines: list[str], on_token: Callable[[str], None] | None = None) -> str:
         messages = self.messages_for(answer)
         parts: list[str] = []
-        shown = _ProseStream(on_token)
+        shown = ProseStream(on_token)
         try:
             # Streaming lets a terminal or Slack show tokens as they come; the text is the same.
             for chunk in self.model.stream(messages):
@@ -76,45 +76,6 @@ class LLMExplainer:
         final = readable.replace(prose, prose_kept, 1) if prose else readable
         shown.finish(final)
         return final.strip()
-
-
-class _ProseStream:
-    """Passes streamed tokens on, holding back a leading JSON report line (surfaces show prose;
-    the next step from the report is added once the whole answer is known)."""
-
-    def __init__(self, on_token: Callable[[str], None] | None) -> None:
-        self.on_token = on_token
-        self.buffer = ""
-        self.sent = ""
-        self.in_report: bool | None = None  # None: not known yet
-
-    def feed(self, text: str) -> None:
-        if self.on_token is None:
-            return
-        self.buffer += text
-        if self.in_report is None:
-            head = self.buffer.lstrip()
-            if not head:
-                return
-            self.in_report = head.startswith("{")
-        if self.in_report:
-            if "\n" not in self.buffer:
-                return
-            self.buffer = self.buffer.split("\n", 1)[1].lstrip()
-            self.in_report = False
-        if self.buffer:
-            self._send(self.buffer)
-            self.buffer = ""
-
-    def finish(self, final: str) -> None:
-        """Send whatever of `final` has not been shown yet (the next step, or held-back text)."""
-        if self.on_token is not None and final.startswith(self.sent) and len(final) > len(self.sent):
-            self._send(final[len(self.sent) :])
-
-    def _send(self, text: str) -> None:
-        assert self.on_token is not None
-        self.on_token(text)
-        self.sent += text
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -21,6 +21,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, Field
 
+from assistant.answer_format import ProseStream
 from assistant.graph import AssistantDeps, ThreadState, build_graph, current_answer
 from tools.answer import Answer, Status
 from tools.context import Caller
@@ -128,6 +129,8 @@ class Assistant:
         config = _config(thread_id, caller)
         if on_token is None and on_verdict is None:
             return self.graph.invoke(request, config)  # type: ignore[return-value]
+        # Explanations stream as prose: the report line is held back, its next step sent at the end.
+        prose = ProseStream(on_token)
         for mode, payload in self.graph.stream(request, config, stream_mode=["messages", "updates"]):
             if mode == "updates":
                 update = cast(dict[str, Any], payload).get("assess")
@@ -140,9 +143,15 @@ class Assistant:
                     chunk, AIMessageChunk
                 ):  # tokens, not whole messages
                     text = chunk.content if isinstance(chunk.content, str) else ""
-                    if text:
+                    if text and node == "explain":
+                        prose.feed(text)
+                    elif text:
                         on_token(text)
-        return cast(ThreadState, self.graph.get_state(config).values)
+        state = cast(ThreadState, self.graph.get_state(config).values)
+        explanation = (state.get("answer") or {}).get("explanation") or ""
+        if prose.sent and "\n\n" in explanation:  # the LLM's part follows the grounded summary
+            prose.finish(explanation.split("\n\n", 1)[1])
+        return state
 
 
 def _config(thread_id: str, caller: Caller) -> RunnableConfig:

@@ -52,6 +52,25 @@ def test_triage_runs_score_search_explain_and_streams_the_explanation(
     assert "<logs>" in prompt and past in prompt and "network_timeout" in prompt
 
 
+def test_a_structured_explanation_streams_as_prose_and_next_step_without_its_json_line(
+    shipped_detector: Detector, incident_store: IncidentStore, retry_storm: list[str], tmp_path: Path
+) -> None:
+    report = (
+        '{"status": "anomalous", "category": "network_timeout", "key_indicators": ["L2"], '
+        '"next_steps": ["Check the db path"]}'
+    )
+    model = ScriptedChatModel(script=[AIMessage(f"{report}\nRetries to the db [L2] time out.")])
+    tokens: list[str] = []
+    answer = make_assistant(shipped_detector, incident_store, model, tmp_path).triage(
+        retry_storm, thread_id="t1", caller=ENGINEER, on_token=tokens.append
+    )
+    assert answer.category == "network_timeout"
+    shown = "".join(tokens)
+    assert "{" not in shown
+    assert shown == "Retries to the db [L2] time out.\nNext step: Check the db path"
+    assert answer.explanation is not None and answer.explanation.endswith(shown)
+
+
 def test_an_llm_error_degrades_triage_but_keeps_the_verdict_and_similar_incidents(
     shipped_detector: Detector, incident_store: IncidentStore, retry_storm: list[str], tmp_path: Path
 ) -> None:
