@@ -72,10 +72,12 @@ def render_report(report: TriageReport) -> str:
     return json.dumps(report.model_dump(), ensure_ascii=False)
 
 
-def readable_explanation(text: str, answer: Answer) -> str:
-    """What a person is shown: the prose and the next step, with a report that contradicts the
-    grounded verdict left out (the LLM explains verdicts, it never changes them)."""
+def readable_explanation(text: str, answer: Answer, tidy: Callable[[str], str] | None = None) -> str:
+    """What a person is shown: the prose (passed through `tidy`) and the next step, with a report
+    that contradicts the grounded verdict left out (the LLM explains verdicts, never changes them)."""
     report, prose = split_report(text)
+    if tidy is not None:
+        prose = tidy(prose)
     if report is None:
         return prose
     agrees = report.status == expected_status(answer) and (

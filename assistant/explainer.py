@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer_format import ProseStream, readable_explanation, split_report
+from assistant.answer_format import ProseStream, readable_explanation
 from assistant.prompts import SYSTEM_TRIAGE, triage_user_message
 from assistant.redaction import RedactionPolicy, redact
 from tools.answer import Answer
@@ -70,10 +70,7 @@ class LLMExplainer:
                     shown.feed(text)
         except Exception as err:  # the boundary to the LLM: any failure there degrades, never crashes
             raise ExplanationFailed(_describe(err)) from err
-        _, prose = split_report("".join(parts))
-        readable = readable_explanation("".join(parts), answer)
-        prose_kept = drop_repeated_sentences(prose)
-        final = readable.replace(prose, prose_kept, 1) if prose else readable
+        final = readable_explanation("".join(parts), answer, tidy=drop_repeated_sentences)
         shown.finish(final)
         return final.strip()
 

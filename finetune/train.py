@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -317,8 +318,6 @@ def train(
     config: FinetuneConfig, examples: Sequence[SFTExample], models_dir: Path, resume: bool = True
 ) -> TrainReport:
     """Train, save the adapter (small: float16 LoRA weights) and a summary into `output_dir`."""
-    import time
-
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
     model, tokenizer = load_base(config, models_dir)
