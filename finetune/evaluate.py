@@ -87,25 +87,54 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def evaluate(
-    loaded: LoadedModel, examples: Sequence[SFTExample], on_example: Callable[[], None] | None = None
+    loaded: LoadedModel,
+    examples: Sequence[SFTExample],
+    on_example: Callable[[], None] | None = None,
+    rows_path: Path | None = None,
+    max_new_tokens: int = MAX_NEW_TOKENS,
 ) -> dict[str, Any]:
+    """Answer and score every example. With `rows_path`, each scored row is appended there as it
+    is made, and rows already there are reused: an interrupted evaluation resumes."""
     tools = chat_tool_schemas()
+    done = _saved_rows(rows_path)
     rows = []
-    started = time.perf_counter()
     for example in examples:
-        prompt, _ = prompt_and_completion(example, loaded.tokenizer, tools)
-        output = generate(loaded, prompt)
-        rows.append(
-            {"id": example.id, "kind": example.kind, "output": output, **score_answer(example, output)}
-        )
+        row = done.get(example.id)
+        if row is None:
+            prompt, _ = prompt_and_completion(example, loaded.tokenizer, tools)
+            started = time.perf_counter()
+            output = generate(loaded, prompt, max_new_tokens)
+            seconds = round(time.perf_counter() - started, 2)
+            row = {"id": example.id, "kind": example.kind, "output": output, "seconds": seconds}
+            row.update(score_answer(example, output))
+            if rows_path is not None:
+                with rows_path.open("a", encoding="utf-8") as saved:
+                    saved.write(json.dumps(row) + "\n")
+        rows.append(row)
         if on_example:
             on_example()
     return {
         "model": loaded.name,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(sum(float(r.get("seconds", 0.0)) for r in rows), 1),
         "metrics": metrics(rows),
         "rows": rows,
     }
+
+
+def _saved_rows(rows_path: Path | None) -> dict[str, dict[str, Any]]:
+    if rows_path is None or not rows_path.is_file():
+        return {}
+    rows = {}
+    lines = rows_path.read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a killed run may be cut short
+            continue
+        rows[row["id"]] = row
+    if len(rows) < len(lines):  # rewritten whole, so new rows never join a cut line
+        rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows.values()), encoding="utf-8")
+    return rows
 
 
 def metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -135,8 +164,10 @@ def evaluate_models(
     limit: int | None,
     skip_base: bool,
     progress: Callable[[], AbstractContextManager[Progress]],
+    rows_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the base model and (when given) the adapter on the held-out examples of `data`."""
+    """Evaluate the base model and (when given) the adapter on the held-out examples of `data`.
+    With `rows_dir`, rows are saved there as they are scored and reused by a rerun."""
     examples = [e for path in data for e in in_split(read_examples(path), "heldout")]
     examples = [e for e in examples if e.kind != "tool_answer"]  # no check for free-text answers
     if limit is not None and 0 < limit < len(examples):  # an evenly spread subset keeps every kind
@@ -159,7 +190,11 @@ def evaluate_models(
         loaded = load_local_model(config)
         with progress() as bar:
             task = bar.add_task(f"evaluating {label}", total=len(examples))
-            report[label] = evaluate(loaded, examples, on_example=partial(bar.advance, task))
+            rows_path = None
+            if rows_dir is not None:
+                rows_dir.mkdir(parents=True, exist_ok=True)
+                rows_path = rows_dir / f"{label}.rows.jsonl"
+            report[label] = evaluate(loaded, examples, partial(bar.advance, task), rows_path)
     return report
 
 

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def finetune_data(
     out: Annotated[Path, typer.Option("--out", help="JSONL file of examples to write")] = DEFAULT_DATA,
     triage: Annotated[int, typer.Option(help="triage-explanation examples (synthetic, real tools)")] = 300,
-    chat: Annotated[int, typer.Option(help="chat examples: tool calls, tool answers, direct answers")] = 260,
+    chat: Annotated[int, typer.Option(help="chat examples: tool calls, tool answers, direct answers")] = 520,
     seed_format: Annotated[
         int, typer.Option("--seed-format", help="examples in the seed's prompt/input/output format")
     ] = 80,
@@ -84,7 +84,9 @@ def finetune(
     learning_rate: Annotated[float | None, typer.Option("--lr")] = None,
     lora_r: Annotated[int | None, typer.Option("--lora-r")] = None,
     qlora: Annotated[bool, typer.Option("--qlora", help="4-bit base weights (CUDA + bitsandbytes)")] = False,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 compute (GPU)")] = False,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="bf16 mixed precision (GPU, or a CPU with AVX512-BF16/AMX)")
+    ] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="ignore checkpoints in --out; start over")] = False,
     merge_to: Annotated[
         Path | None, typer.Option("--merge", help="also write a merged model directory here")
@@ -92,8 +94,9 @@ def finetune(
     config: ConfigOption = None,
 ) -> None:
     """LoRA fine-tuning of the assistant LLM on completions only; resumes from the last checkpoint."""
+    from finetune.config import FinetuneConfig, FinetuneConfigError
     from finetune.examples import in_split, read_examples
-    from finetune.train import FinetuneConfig, FinetuneConfigError, merge, train
+    from finetune.train import merge, train
 
     settings = settings_from(config)
     overrides = _overrides(
@@ -155,6 +158,10 @@ def finetune_eval(
     precision: Annotated[str, typer.Option(help="fp32, bf16 or int8 (what the assistant runs)")] = "int8",
     out: Annotated[Path | None, typer.Option("--out", help="write the full report as JSON here")] = None,
     skip_base: Annotated[bool, typer.Option("--skip-base", help="evaluate the adapter only")] = False,
+    rows_dir: Annotated[
+        Path | None,
+        typer.Option("--rows-dir", help="save each scored answer here as it is made; a rerun resumes"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Held-out comparison of the base model and the adapter: valid JSON, category accuracy,
@@ -164,7 +171,15 @@ def finetune_eval(
     settings = settings_from(config)
     with user_errors():
         report = evaluate_models(
-            data, settings.models_dir, base_model, adapter, precision, limit, skip_base, progress=_progress
+            data,
+            settings.models_dir,
+            base_model,
+            adapter,
+            precision,
+            limit,
+            skip_base,
+            progress=_progress,
+            rows_dir=rows_dir,
         )
     stdout.print(format_table(report), highlight=False)
     if out is not None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from finetune.evaluate import metrics, score_answer
+import json
+from pathlib import Path
+
+from assistant.local_model import LoadedModel
+from finetune.evaluate import evaluate, metrics, score_answer
 from finetune.examples import Expected, SFTExample, Turn
+from tests.finetune.tiny import tiny_llama, tiny_tokenizer
 
 TURNS = [Turn(role="user", content="q"), Turn(role="assistant", content="a")]
 CALL = {"name": "record_feedback", "arguments": {"incident_id": "abc", "correct": False}}
@@ -60,3 +65,32 @@ def test_metrics_are_rates_over_the_kinds_they_apply_to() -> None:
     assert result["valid_json"] == {"rate": 0.5, "n": 2}
     assert result["tool_call_exact"] == {"rate": 1.0, "n": 1}
     assert result["category_accuracy_raw_logs"] == {"rate": None, "n": 0}
+
+
+def test_an_interrupted_evaluation_resumes_from_the_rows_it_saved(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    loaded = LoadedModel(
+        model=tiny_llama(tokenizer).eval(),
+        tokenizer=tokenizer,
+        name="tiny",
+        precision="fp32",
+        stop_token_ids=(tokenizer.eos_token_id,),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    examples = [
+        SFTExample(id=f"t{i}", kind="tool_call", turns=TURNS, expected=Expected(expects_tool_decision=True))
+        for i in range(3)
+    ]
+    rows_path = tmp_path / "adapter.rows.jsonl"
+    first = evaluate(loaded, examples, rows_path=rows_path, max_new_tokens=8)
+    saved = rows_path.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in saved] == ["t0", "t1", "t2"]
+
+    # Killed while writing the third row; the first row's answer is marked to see it reused.
+    kept = json.loads(saved[0]) | {"output": "SAVED"}
+    rows_path.write_text(json.dumps(kept) + "\n" + saved[1] + "\n" + saved[2][:10])
+    resumed = evaluate(loaded, examples, rows_path=rows_path, max_new_tokens=8)
+
+    assert [r["output"] for r in resumed["rows"]] == ["SAVED"] + [r["output"] for r in first["rows"][1:]]
+    assert [json.loads(line)["id"] for line in rows_path.read_text().splitlines()] == ["t0", "t1", "t2"]
+    assert len(rows_path.read_text().splitlines()) == 3  # the cut line dropped, the third row made again

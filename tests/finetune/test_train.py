@@ -10,6 +10,7 @@ from transformers import PreTrainedTokenizerFast
 
 from assistant.hermes import parse_tool_calls, render_prompt
 from assistant.local_model import LocalModelConfig, load_local_model
+from finetune.config import FinetuneConfig, FinetuneConfigError, detect_target_modules, top_layers
 from finetune.examples import (
     Expected,
     SFTExample,
@@ -18,15 +19,8 @@ from finetune.examples import (
     prompt_and_completion,
     to_messages,
 )
-from finetune.train import (
-    FinetuneConfig,
-    FinetuneConfigError,
-    build_trainer,
-    detect_target_modules,
-    merge,
-    top_layers,
-    train,
-)
+from finetune.train import merge, train
+from finetune.trainer import build_trainer, mixed_precision_bf16
 from tests.finetune.tiny import save_model_dir, tiny_llama, tiny_qwen2, tiny_tokenizer
 
 CALL = {"name": "get_incident", "arguments": {"incident_id": "0a45d300-aa89-56ba-b690-a17247fef0bb"}}
@@ -231,3 +225,43 @@ def test_merge_writes_a_model_directory_the_assistant_loads_like_the_adapter(
         torch.testing.assert_close(
             with_adapter.model(ids).logits, merged.model(ids).logits, atol=1e-3, rtol=1e-3
         )
+
+
+def test_the_answer_only_loss_equals_the_full_vocabulary_loss_over_every_position(
+    tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    examples = [tool_call_example(), triage_example(0), triage_example(1)]
+    trainer = build_trainer(_config(tmp_path), tiny_llama(tokenizer), tokenizer, examples)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
+    n_answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
+    with torch.no_grad():
+        reference = trainer.model(**batch).loss  # transformers' causal-LM loss over all logits
+        ours = trainer.compute_loss(trainer.model, batch, num_items_in_batch=n_answer_tokens)
+        unnormalised = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(unnormalised, reference)
+
+
+def test_an_example_whose_answer_does_not_fit_max_length_is_left_out_not_cut(
+    tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    long = triage_example(0).model_copy(deep=True)
+    long.turns[1].content = "ERROR timeout " * 400
+    trainer = build_trainer(
+        _config(tmp_path, max_length=256), tiny_llama(tokenizer), tokenizer, [long, triage_example(1)]
+    )
+    assert len(trainer.train_dataset) == 1
+    with pytest.raises(FinetuneConfigError, match="max_length"):
+        build_trainer(_config(tmp_path, max_length=256), tiny_llama(tokenizer), tokenizer, [long])
+
+
+def test_bf16_is_used_on_a_cpu_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune.trainer
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    asked = FinetuneConfig.from_mapping({"bf16": True})
+    monkeypatch.setattr(finetune.trainer, "cpu_bf16_supported", lambda: False)
+    assert mixed_precision_bf16(asked) is False
+    monkeypatch.setattr(finetune.trainer, "cpu_bf16_supported", lambda: True)
+    assert mixed_precision_bf16(asked) is True
+    assert mixed_precision_bf16(FinetuneConfig.from_mapping({})) is False
