@@ -45,8 +45,11 @@ default-model: setup
 ADAPTER_RUN := runs/finetune
 adapter: setup
 	$(BIN)/logtriage finetune-data --out $(ADAPTER_RUN)/data.jsonl
+	# A second file, another seed, only for its held-out half: twice the held-out examples.
+	$(BIN)/logtriage finetune-data --out $(ADAPTER_RUN)/data-seed1.jsonl --seed 1
 	$(BIN)/logtriage finetune --train-config finetune/smollm2-default.toml --fresh
-	$(BIN)/logtriage finetune-eval --data $(ADAPTER_RUN)/data.jsonl --adapter $(ADAPTER_RUN)/adapter --out $(ADAPTER_RUN)/eval.json
+	$(BIN)/logtriage finetune-eval --data $(ADAPTER_RUN)/data.jsonl --data $(ADAPTER_RUN)/data-seed1.jsonl \
+	   --adapter $(ADAPTER_RUN)/adapter --out $(ADAPTER_RUN)/eval.json --rows-dir $(ADAPTER_RUN)/eval-rows
 	mkdir -p assistant/adapters/smollm2-logtriage
 	cp $(ADAPTER_RUN)/adapter/adapter_config.json $(ADAPTER_RUN)/adapter/adapter_model.safetensors \
 	   $(ADAPTER_RUN)/adapter/training_summary.json $(ADAPTER_RUN)/eval.json assistant/adapters/smollm2-logtriage/

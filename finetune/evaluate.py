@@ -11,6 +11,7 @@ and the answer is checked against what the example expects:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -99,13 +100,14 @@ def evaluate(
     done = _saved_rows(rows_path)
     rows = []
     for example in examples:
-        row = done.get(example.id)
+        key = _row_key(example)
+        row = done.get(key)
         if row is None:
             prompt, _ = prompt_and_completion(example, loaded.tokenizer, tools)
             started = time.perf_counter()
             output = generate(loaded, prompt, max_new_tokens)
             seconds = round(time.perf_counter() - started, 2)
-            row = {"id": example.id, "kind": example.kind, "output": output, "seconds": seconds}
+            row = {"id": example.id, "key": key, "kind": example.kind, "output": output, "seconds": seconds}
             row.update(score_answer(example, output))
             if rows_path is not None:
                 with rows_path.open("a", encoding="utf-8") as saved:
@@ -121,6 +123,11 @@ def evaluate(
     }
 
 
+def _row_key(example: SFTExample) -> str:
+    """The example's content hash: files built with different seeds reuse ids for other content."""
+    return hashlib.sha256(example.model_dump_json().encode()).hexdigest()[:16]
+
+
 def _saved_rows(rows_path: Path | None) -> dict[str, dict[str, Any]]:
     if rows_path is None or not rows_path.is_file():
         return {}
@@ -131,7 +138,7 @@ def _saved_rows(rows_path: Path | None) -> dict[str, dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:  # the last line of a killed run may be cut short
             continue
-        rows[row["id"]] = row
+        rows[row["key"]] = row
     if len(rows) < len(lines):  # rewritten whole, so new rows never join a cut line
         rows_path.write_text("".join(json.dumps(r) + "\n" for r in rows.values()), encoding="utf-8")
     return rows

@@ -81,16 +81,18 @@ def test_an_interrupted_evaluation_resumes_from_the_rows_it_saved(tmp_path: Path
         SFTExample(id=f"t{i}", kind="tool_call", turns=TURNS, expected=Expected(expects_tool_decision=True))
         for i in range(3)
     ]
+    # Another file's example under a reused id is another row.
+    examples.append(examples[0].model_copy(update={"turns": [TURNS[0], Turn(role="assistant", content="b")]}))
     rows_path = tmp_path / "adapter.rows.jsonl"
     first = evaluate(loaded, examples, rows_path=rows_path, max_new_tokens=8)
     saved = rows_path.read_text().splitlines()
-    assert [json.loads(line)["id"] for line in saved] == ["t0", "t1", "t2"]
+    assert [json.loads(line)["id"] for line in saved] == ["t0", "t1", "t2", "t0"]
 
     # Killed while writing the third row; the first row's answer is marked to see it reused.
     kept = json.loads(saved[0]) | {"output": "SAVED"}
-    rows_path.write_text(json.dumps(kept) + "\n" + saved[1] + "\n" + saved[2][:10])
+    rows_path.write_text(json.dumps(kept) + "\n" + saved[1] + "\n" + saved[2][:10])  # t0 of the other file lost
     resumed = evaluate(loaded, examples, rows_path=rows_path, max_new_tokens=8)
 
     assert [r["output"] for r in resumed["rows"]] == ["SAVED"] + [r["output"] for r in first["rows"][1:]]
-    assert [json.loads(line)["id"] for line in rows_path.read_text().splitlines()] == ["t0", "t1", "t2"]
-    assert len(rows_path.read_text().splitlines()) == 3  # the cut line dropped, the third row made again
+    assert [json.loads(line)["id"] for line in rows_path.read_text().splitlines()] == ["t0", "t1", "t2", "t0"]
+    assert len(rows_path.read_text().splitlines()) == 4  # the cut line dropped, the last two made again
