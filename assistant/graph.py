@@ -191,9 +191,27 @@ def _run_call(
     if REGISTRY[call["name"]].side_effects and not asks_for_feedback(user_text):
         return ToolMessage(_REFUSED, tool_call_id=call_id, name=call["name"], status="error")
     args = _with_thread_defaults(call["name"], dict(call["args"]), state, ctx)
+    other = _other_incident(call["name"], args, state, user_text)
+    if other is not None:
+        return ToolMessage(other, tool_call_id=call_id, name=call["name"], status="error")
     result = tool.invoke({**call, "args": args, "type": "tool_call"}, config)
     assert isinstance(result, ToolMessage)
     return result
+
+
+def _other_incident(name: str, args: dict[str, Any], state: ThreadState, user_text: str) -> str | None:
+    """Feedback is about this thread's verdict. A small model can miscopy an id into the id of
+    another stored incident, so feedback on any other incident needs the user to name its id."""
+    answer = current_answer(state)
+    given = args.get("incident_id")
+    if name != "record_feedback" or answer is None or not given:
+        return None
+    if given == answer.incident_id or str(given).lower() in user_text.lower():
+        return None
+    return (
+        f"error: record_feedback applies to this thread's incident {answer.incident_id}; "
+        f"{given!r} is another incident, and the user did not name it. Use {answer.incident_id}."
+    )
 
 
 def _fallback(answer: Answer | None, reason: str) -> AIMessage:

@@ -31,6 +31,7 @@ from finetune.examples import SFTExample, chat_tool_schemas, in_split, prompt_an
 JSON_KINDS = ("triage", "seed", "feedback")
 TOOL_KINDS = ("tool_call", "chat")
 MAX_NEW_TOKENS = 128
+REFERENCE_SLACK_TOKENS = 16
 
 
 def generate(loaded: LoadedModel, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
@@ -103,9 +104,9 @@ def evaluate(
         key = _row_key(example)
         row = done.get(key)
         if row is None:
-            prompt, _ = prompt_and_completion(example, loaded.tokenizer, tools)
+            prompt, reference = prompt_and_completion(example, loaded.tokenizer, tools)
             started = time.perf_counter()
-            output = generate(loaded, prompt, max_new_tokens)
+            output = generate(loaded, prompt, _budget(loaded, reference, max_new_tokens))
             seconds = round(time.perf_counter() - started, 2)
             row = {"id": example.id, "key": key, "kind": example.kind, "output": output, "seconds": seconds}
             row.update(score_answer(example, output))
@@ -121,6 +122,13 @@ def evaluate(
         "metrics": metrics(rows),
         "rows": rows,
     }
+
+
+def _budget(loaded: LoadedModel, reference: str, max_new_tokens: int) -> int:
+    """`max_new_tokens`, or room for the reference answer when that is longer: a score_logs call
+    echoes the pasted lines, and cutting it would count the budget, not the model, as wrong."""
+    reference_tokens = len(loaded.tokenizer(reference, add_special_tokens=False)["input_ids"])
+    return max(max_new_tokens, reference_tokens + REFERENCE_SLACK_TOKENS)
 
 
 def _row_key(example: SFTExample) -> str:

@@ -103,7 +103,12 @@ def train(
     seconds = time.perf_counter() - started
     save_adapter(trainer.model, config.output_dir)
     report = TrainReport(
-        config.output_dir, len(examples), int(trainer.state.global_step), losses.losses, seconds, checkpoint
+        config.output_dir,
+        len(trainer.train_dataset),  # what was trained on: over-long examples are left out
+        int(trainer.state.global_step),
+        losses.losses,
+        seconds,
+        checkpoint,
     )
     summary = {
         "config": config.as_json(),

@@ -236,3 +236,30 @@ def test_a_small_models_repetition_is_cut_at_the_first_repeated_sentence() -> No
     looping = "The db is down [L2]. Retries fail. The db is down [L2]. Retries fail. The db"
     assert drop_repeated_sentences(looping) == "The db is down [L2]. Retries fail."
     assert drop_repeated_sentences("One.\nTwo! Three?") == "One. Two! Three?"
+
+
+def test_feedback_on_another_incident_than_the_threads_needs_the_user_to_name_it(
+    shipped_detector: Detector, incident_store: IncidentStore, retry_storm: list[str], tmp_path: Path
+) -> None:
+    past_incident = NewIncident(lines=retry_storm[:-1], verdict="anomalous", category="network_timeout")
+    (past,) = incident_store.add([past_incident])
+    model = ScriptedChatModel(
+        script=[
+            AIMessage("Retry storm."),
+            tool_call("record_feedback", incident_id=past, correct=False),  # a miscopied id
+            AIMessage("Recorded."),
+            tool_call("record_feedback", incident_id=past, correct=False),  # the user names it
+            AIMessage("Recorded on the past incident."),
+        ]
+    )
+    assistant = make_assistant(shipped_detector, incident_store, model, tmp_path)
+    answer = assistant.triage(retry_storm, thread_id="t", caller=ENGINEER, remember=True)
+
+    assistant.ask("that verdict is incorrect", thread_id="t", caller=ENGINEER)
+    errors = [m for m in assistant.history("t") if isinstance(m, ToolMessage) and m.status == "error"]
+    assert len(errors) == 1 and str(answer.incident_id) in str(errors[0].content)
+    assert list(incident_store.feedback_log.events()) == []
+
+    assistant.ask(f"mark {past} as wrong", thread_id="t", caller=ENGINEER)
+    stored = incident_store.get(past)
+    assert stored is not None and stored.label == 0
