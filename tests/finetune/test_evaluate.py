@@ -90,7 +90,9 @@ def test_an_interrupted_evaluation_resumes_from_the_rows_it_saved(tmp_path: Path
 
     # Killed while writing the third row; the first row's answer is marked to see it reused.
     kept = json.loads(saved[0]) | {"output": "SAVED"}
-    rows_path.write_text(json.dumps(kept) + "\n" + saved[1] + "\n" + saved[2][:10])  # t0 of the other file lost
+    rows_path.write_text(
+        json.dumps(kept) + "\n" + saved[1] + "\n" + saved[2][:10]
+    )  # t0 of the other file lost
     resumed = evaluate(loaded, examples, rows_path=rows_path, max_new_tokens=8)
 
     assert [r["output"] for r in resumed["rows"]] == ["SAVED"] + [r["output"] for r in first["rows"][1:]]
