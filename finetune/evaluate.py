@@ -136,6 +136,18 @@ def _row_key(example: SFTExample) -> str:
     return hashlib.sha256(example.model_dump_json().encode()).hexdigest()[:16]
 
 
+def rows_file(
+    rows_dir: Path, label: str, base_model: Path | None, adapter: Path | None, precision: str
+) -> Path:
+    """Where one model's rows are saved: named after what produced them (the base, the adapter's
+    weights file and its size and time, the precision), so a retrained adapter never reuses old rows."""
+    weights = adapter / "adapter_model.safetensors" if adapter else None
+    stamp = (weights.stat().st_size, weights.stat().st_mtime_ns) if weights and weights.is_file() else None
+    identity = json.dumps([str(base_model), str(adapter.resolve()) if adapter else None, stamp, precision])
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    return rows_dir / f"{label}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}.rows.jsonl"
+
+
 def _saved_rows(rows_path: Path | None) -> dict[str, dict[str, Any]]:
     if rows_path is None or not rows_path.is_file():
         return {}
@@ -205,10 +217,7 @@ def evaluate_models(
         loaded = load_local_model(config)
         with progress() as bar:
             task = bar.add_task(f"evaluating {label}", total=len(examples))
-            rows_path = None
-            if rows_dir is not None:
-                rows_dir.mkdir(parents=True, exist_ok=True)
-                rows_path = rows_dir / f"{label}.rows.jsonl"
+            rows_path = rows_file(rows_dir, label, base_model, adapter_dir, precision) if rows_dir else None
             report[label] = evaluate(loaded, examples, partial(bar.advance, task), rows_path)
     return report
 

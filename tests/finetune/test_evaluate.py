@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from assistant.local_model import LoadedModel
-from finetune.evaluate import evaluate, metrics, score_answer
+from finetune.evaluate import evaluate, metrics, rows_file, score_answer
 from finetune.examples import Expected, SFTExample, Turn
 from tests.finetune.tiny import tiny_llama, tiny_tokenizer
 
@@ -98,3 +98,14 @@ def test_an_interrupted_evaluation_resumes_from_the_rows_it_saved(tmp_path: Path
     assert [r["output"] for r in resumed["rows"]] == ["SAVED"] + [r["output"] for r in first["rows"][1:]]
     assert [json.loads(line)["id"] for line in rows_path.read_text().splitlines()] == ["t0", "t1", "t2", "t0"]
     assert len(rows_path.read_text().splitlines()) == 4  # the cut line dropped, the last two made again
+
+
+def test_saved_rows_of_a_retrained_adapter_or_another_precision_are_kept_apart(tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"first run")
+    first = rows_file(tmp_path / "rows", "adapter", None, adapter, "int8")
+    assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") == first
+    assert rows_file(tmp_path / "rows", "adapter", None, adapter, "fp32") != first
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained, other size")
+    assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") != first
