@@ -32,6 +32,10 @@ class IncidentNotFoundError(LookupError):
     """No incident has this id."""
 
 
+class NoVerdictToJudgeError(ValueError):
+    """Feedback judges a verdict, and this incident (imported with a label) has none."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -33,6 +33,7 @@ from knowledge.records import (
     IncidentFilter,
     IncidentNotFoundError,
     NewIncident,
+    NoVerdictToJudgeError,
     SimilarIncident,
     Source,
     incident_id,
@@ -233,7 +234,7 @@ class IncidentStore:
             )
             judged = verdict or incident.verdict
             if judged is None:
-                raise ValueError(
+                raise NoVerdictToJudgeError(
                     f"incident {incident.id} has no stored verdict; pass the verdict the user judged"
                 )
             label = label_from_feedback(judged, correct)

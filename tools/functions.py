@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 from detectors.templates import mask_lines
 from knowledge.backend import BackendError
-from knowledge.records import IncidentFilter, IncidentNotFoundError, NewIncident, incident_id
+from knowledge.records import (
+    IncidentFilter,
+    IncidentNotFoundError,
+    NewIncident,
+    NoVerdictToJudgeError,
+    incident_id,
+)
 from knowledge.store import IncidentStore
 from tools.answer import Answer
 from tools.context import Caller, ExplanationFailed, ToolContext
@@ -117,6 +123,11 @@ def record_feedback(ctx: ToolContext, args: RecordFeedbackInput, caller: Caller)
         )
     except IncidentNotFoundError as err:
         raise UnknownIncidentError(_not_found(args.incident_id or "")) from err
+    except NoVerdictToJudgeError as err:
+        raise ToolInputError(
+            f"incident {args.incident_id} was imported with a label and has no verdict of logtriage's "
+            "to judge; feedback applies to triaged incidents"
+        ) from err
     except BackendError as err:
         raise ToolFailedError("record_feedback", args.model_dump(exclude={"lines"}), str(err)) from err
     return Answer(

@@ -65,6 +65,16 @@ def test_feedback_needs_an_authenticated_user(ctx: ToolContext, retry_storm: lis
         call(ctx, "record_feedback", Caller(user="mallory"), lines=retry_storm, correct=False)
 
 
+def test_feedback_on_an_imported_incident_without_a_verdict_is_an_input_error_naming_it(
+    ctx: ToolContext, engineer: Caller, incident_store: IncidentStore, retry_storm: list[str]
+) -> None:
+    (imported,) = incident_store.add([NewIncident(lines=retry_storm, label=1, category="network_timeout")])
+    with pytest.raises(ToolInputError, match=f"incident {imported} was imported with a label"):
+        call(ctx, "record_feedback", engineer, incident_id=imported, correct=False)
+    stored = incident_store.get(imported)
+    assert stored is not None and stored.feedback == [] and stored.label == 1
+
+
 def test_feedback_on_new_lines_stores_the_incident_and_flips_later_verdicts(
     ctx: ToolContext, engineer: Caller, retry_storm: list[str]
 ) -> None:
