@@ -72,12 +72,41 @@ def render_report(report: TriageReport) -> str:
     return json.dumps(report.model_dump(), ensure_ascii=False)
 
 
+def label_text(label: int | None, category: str | None) -> str:
+    """How a past incident's label reads in an answer."""
+    return {1: f"confirmed {category or 'anomalous'}", 0: "confirmed normal", None: "unconfirmed"}[label]
+
+
+# "9fc3b3e8 (confirmed network_timeout)": an incident id, or its first 8 characters, and a label.
+_LABEL_CLAIM = re.compile(
+    r"\b([0-9a-f]{8})((?:-[0-9a-f]{4}){3}-[0-9a-f]{12})?(\s*)\(((?:un)?confirmed[^)]*)\)"
+)
+
+
+def true_incident_labels(prose: str, answer: Answer) -> str:
+    """`prose` with each label claimed for a similar incident set to that incident's own label.
+
+    A small model can pair the top match's id with the label of the next one, calling an
+    unconfirmed incident confirmed. An id that is not among the similar incidents is marked so.
+    """
+
+    def fix(match: re.Match[str]) -> str:
+        prefix, rest, space = match.group(1), match.group(2) or "", match.group(3)
+        hits = [h for h in answer.similar if h.id.startswith(prefix + rest)]
+        label = label_text(hits[0].label, hits[0].category) if len(hits) == 1 else "not a similar incident"
+        return f"{prefix}{rest}{space}({label})"
+
+    return _LABEL_CLAIM.sub(fix, prose)
+
+
 def readable_explanation(text: str, answer: Answer, tidy: Callable[[str], str] | None = None) -> str:
-    """What a person is shown: the prose (passed through `tidy`) and the next step, with a report
-    that contradicts the grounded verdict left out (the LLM explains verdicts, never changes them)."""
+    """What a person is shown: the prose (passed through `tidy`, its incident labels checked) and
+    the next step, with a report that contradicts the grounded verdict left out (the LLM explains
+    verdicts, never changes them)."""
     report, prose = split_report(text)
     if tidy is not None:
         prose = tidy(prose)
+    prose = true_incident_labels(prose, answer)
     if report is None:
         return prose
     agrees = report.status == expected_status(answer) and (

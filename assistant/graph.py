@@ -30,7 +30,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 from assistant.explainer import _describe, redact_messages
-from assistant.lc_tools import caller_from, langchain_tools
+from assistant.lc_tools import caller_from, chat_tools
 from assistant.prompts import SYSTEM_CHAT, chat_context
 from assistant.redaction import RedactionPolicy
 from tools.answer import Answer
@@ -51,6 +51,21 @@ _FEEDBACK_INTENT = re.compile(
     re.IGNORECASE,
 )
 _DELIMITED = re.compile(r"<logs>.*?(</logs>|$)|```.*?(```|$)", re.DOTALL | re.IGNORECASE)
+
+
+# A fence may open with a language tag ("```text"), which is not a log line.
+_LOG_BLOCK = re.compile(
+    r"<logs>(.*?)(?:</logs>|$)|```(?:[\w+.-]*[ \t]*\n)?(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE
+)
+
+
+def pasted_lines(user_text: str) -> list[str]:
+    """The non-blank lines of the log blocks (``` fences or <logs> tags) in a user's message."""
+    lines = []
+    for match in _LOG_BLOCK.finditer(user_text):
+        block = match.group(1) if match.group(1) is not None else match.group(2)
+        lines += [line for line in block.splitlines() if line.strip()]
+    return lines
 
 
 def asks_for_feedback(user_text: str) -> bool:
@@ -94,7 +109,7 @@ def render_answer(answer: Answer) -> str:
 
 def build_graph(deps: AssistantDeps) -> StateGraph:
     ctx = deps.tools
-    tools = langchain_tools(ctx, CHAT_TOOLS)
+    tools = chat_tools(ctx, CHAT_TOOLS)
     by_name = {t.name: t for t in tools}
 
     def route(state: ThreadState) -> str:
@@ -174,6 +189,12 @@ _REFUSED = (
 )
 
 
+_NOTHING_PASTED = (
+    "error: score_logs with pasted=true found no log lines in the user's message (they go in a ``` "
+    "block); pass the lines to score in lines, or ask the user to paste them."
+)
+
+
 def _run_call(
     call: dict[str, Any],
     by_name: dict[str, BaseTool],
@@ -191,6 +212,11 @@ def _run_call(
     if REGISTRY[call["name"]].side_effects and not asks_for_feedback(user_text):
         return ToolMessage(_REFUSED, tool_call_id=call_id, name=call["name"], status="error")
     args = _with_thread_defaults(call["name"], dict(call["args"]), state, ctx)
+    if call["name"] == "score_logs" and args.get("pasted"):
+        lines = pasted_lines(user_text)
+        if not lines:
+            return ToolMessage(_NOTHING_PASTED, tool_call_id=call_id, name=call["name"], status="error")
+        args = {**{k: v for k, v in args.items() if k != "pasted"}, "lines": lines}
     other = _other_incident(call["name"], args, state, user_text)
     if other is not None:
         return ToolMessage(other, tool_call_id=call_id, name=call["name"], status="error")

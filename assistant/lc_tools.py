@@ -13,12 +13,13 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tools.answer import Answer
 from tools.context import Caller, ToolContext
 from tools.errors import ToolFailedError, ToolInputError
-from tools.registry import TOOLS, ToolSpec
+from tools.inputs import ScoreLogsInput
+from tools.registry import REGISTRY, TOOLS, ToolSpec
 
 # Keys of an Answer that are large and rarely useful to an LLM reading a tool result (every token
 # of a tool result is paid again on each later turn of the thread).
@@ -78,3 +79,57 @@ def langchain_tool(spec: ToolSpec, ctx: ToolContext) -> BaseTool:
 def langchain_tools(ctx: ToolContext, names: tuple[str, ...] | None = None) -> list[BaseTool]:
     """LangChain tools for the registry entries in `names` (all of them by default)."""
     return [langchain_tool(spec, ctx) for spec in TOOLS if names is None or spec.name in names]
+
+
+class ChatScoreLogsInput(BaseModel):
+    """score_logs as the chat path offers it: the lines a user pasted can be named, not repeated.
+
+    Echoing pasted lines through the LLM costs a token per character, and a small model drops
+    or merges lines on the way; `pasted` hands the detector the user's own text instead.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    pasted: bool = Field(
+        default=False,
+        description="score the log lines the user pasted in their message (in a ``` block); "
+        "use this instead of repeating them in lines",
+    )
+    lines: list[str] | None = Field(
+        default=None, description=str(ScoreLogsInput.model_fields["lines"].description) + "; or set pasted"
+    )
+    use_memory: bool = ScoreLogsInput.model_fields["use_memory"]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ChatScoreLogsInput:
+        if self.pasted == (self.lines is not None):
+            raise ValueError("give exactly one of pasted=true and lines")
+        return self
+
+
+PASTED_ONLY_IN_CHAT = "error: pasted=true needs a chat message with pasted log lines; pass the lines instead"
+
+
+def chat_score_tool(ctx: ToolContext) -> BaseTool:
+    """The chat path's score_logs. The graph replaces `pasted` with the user's lines before the
+    call (`assistant.graph`); anything still saying `pasted` here had no message to take them from."""
+    spec = REGISTRY["score_logs"]
+
+    def call(config: RunnableConfig, **arguments: Any) -> str:
+        if arguments.pop("pasted", False):
+            return PASTED_ONLY_IN_CHAT
+        return run_tool(spec, ctx, arguments, caller_from(config))
+
+    return StructuredTool.from_function(
+        func=call,
+        name=spec.name,
+        description=spec.description,
+        args_schema=ChatScoreLogsInput,
+        infer_schema=False,
+        handle_validation_error=lambda err: _validation_message(spec.name, err),
+    )
+
+
+def chat_tools(ctx: ToolContext, names: tuple[str, ...]) -> list[BaseTool]:
+    """The tools the chat LLM is offered: the registry's, with score_logs in its chat form."""
+    return [chat_score_tool(ctx) if t.name == "score_logs" else t for t in langchain_tools(ctx, names)]

@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 OUTLIER_RATIO = 300.0
+KEEP_FLOAT: tuple[str, ...] = ()  # module-name parts always left in float
 
 # A prompt like the ones the assistant sends: instructions, then delimited log lines.
 _CALIBRATION_MESSAGES = [
@@ -68,9 +69,17 @@ def calibration_ids(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
 
 
 def int8_plan(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, ratio: float = OUTLIER_RATIO
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    ratio: float = OUTLIER_RATIO,
+    keep_float: tuple[str, ...] = KEEP_FLOAT,
 ) -> dict[str, torch.ao.quantization.QConfig]:
-    """The Linear layers to quantise: all but those whose inputs carry outliers above `ratio`."""
+    """The Linear layers to quantise: all but those whose inputs carry outliers above `ratio` and
+    those whose names contain one of `keep_float`."""
     ratios = activation_outliers(model, calibration_ids(tokenizer))
     qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    return {name: qconfig for name, value in ratios.items() if value <= ratio}
+    return {
+        name: qconfig
+        for name, value in ratios.items()
+        if value <= ratio and not any(part in name for part in keep_float)
+    }

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.graph import CHAT_TOOLS
 from assistant.hermes import ChatTemplateTokenizer, render_conversation, render_prompt
-from assistant.lc_tools import langchain_tools
+from assistant.lc_tools import chat_tools
 
 Kind = Literal["triage", "tool_call", "tool_answer", "chat", "seed", "feedback"]
 Split = Literal["train", "heldout"]
@@ -70,7 +70,7 @@ def stable_id(*parts: object) -> str:
 
 def chat_tool_schemas() -> list[dict[str, Any]]:
     """The OpenAI-format schemas of the tools the chat path offers (no tool context needed)."""
-    return [convert_to_openai_tool(tool) for tool in langchain_tools(None, CHAT_TOOLS)]  # type: ignore[arg-type]
+    return [convert_to_openai_tool(tool) for tool in chat_tools(None, CHAT_TOOLS)]  # type: ignore[arg-type]
 
 
 def to_messages(turns: Sequence[Turn]) -> list[BaseMessage]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from assistant.graph import triage_turn_for_llm
+from assistant.graph import pasted_lines, triage_turn_for_llm
 from assistant.lc_tools import answer_for_llm
 from assistant.prompts import SYSTEM_CHAT, SYSTEM_TRIAGE, chat_context, triage_user_message
 from assistant.redaction import RedactionPolicy, redact
@@ -171,7 +171,10 @@ def chat_example(
     turns.append(Turn(role="assistant", tool_calls=[call]))
     expected = Expected(tool_call=call, expects_tool_decision=True)
     if rng.random() < answer_share and call["name"] != "get_incident":  # incident bodies are long; skip them
-        result = REGISTRY[call["name"]].call(ctx, call["arguments"], ENGINEER)
+        arguments = call["arguments"]
+        if arguments.get("pasted"):  # as the chat graph runs it: on the lines the user pasted
+            arguments = {"lines": pasted_lines(question)}
+        result = REGISTRY[call["name"]].call(ctx, arguments, ENGINEER)
         turns += [
             Turn(role="tool", content=answer_for_llm(result)),
             Turn(role="assistant", content=_final_answer(call, answer, result)),
@@ -204,7 +207,11 @@ _QUESTIONS: dict[str, list[str]] = {
         "has this happened before?",
         "find past incidents like this",
     ],
-    "seen_category": ["any past {category} incidents like this?", "show similar {category} incidents"],
+    "seen_category": [
+        "any past {category} incidents like this?",
+        "show similar {category} incidents",
+        "similar incidents, {category} only?",
+    ],
     "wrong": [
         "mark this as a false positive",
         "this is wrong, it is expected behaviour",
@@ -229,7 +236,17 @@ def _question(
     answer: Answer, other: LabelledSequence, rng: random.Random, key: object
 ) -> tuple[str, dict[str, Any] | None]:
     iid = answer.incident_id or ""
-    kinds = ["why", "why", "seen", "seen_category", "wrong", "wrong_category", "right", "score"]
+    kinds = [
+        "why",
+        "why",
+        "seen",
+        "seen_category",
+        "seen_category",
+        "wrong",
+        "wrong_category",
+        "right",
+        "score",
+    ]
     if answer.similar:
         kinds += ["similar", "similar"]
     kind = rng.choice(kinds)
@@ -271,7 +288,7 @@ def _question(
     lines = list(other.lines[start : start + rng.randint(3, 4)])
     return pick_question("score", key, lines="\n".join(lines)), {
         "name": "score_logs",
-        "arguments": {"lines": lines},
+        "arguments": {"pasted": True},  # the chat graph hands the detector the user's own lines
     }
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import hashlib
 
-from assistant.answer_format import TriageReport, expected_category, expected_status, render_report
+from assistant.answer_format import (
+    TriageReport,
+    expected_category,
+    expected_status,
+    label_text,
+    render_report,
+)
 from tools.answer import Answer
 
 _CATEGORY_STORY = {
@@ -109,9 +115,9 @@ def _closest(answer: Answer) -> tuple[str, str] | None:
     """The best similar incident that agrees with the verdict, and how to describe it."""
     for hit in answer.similar[:3]:
         if hit.label == 1 and answer.verdict == "anomalous":
-            return hit.id, f"(confirmed {hit.category or 'anomalous'})"
+            return hit.id, f"({label_text(1, hit.category)})"
         if hit.label == 0 and answer.verdict == "normal":
-            return hit.id, "(confirmed normal)"
+            return hit.id, f"({label_text(0, None)})"
     return None
 
 
@@ -139,9 +145,7 @@ def search_answer(found: Answer) -> str:
         return "No similar past incidents are stored."
     parts = []
     for hit in found.similar[:3]:
-        label = {1: f"confirmed {hit.category or 'anomalous'}", 0: "confirmed normal", None: "unconfirmed"}[
-            hit.label
-        ]
+        label = label_text(hit.label, hit.category)
         parts.append(f"{short_id(hit.id)} (similarity {hit.similarity:.2f}, {label})")
     return "The closest past incidents: " + "; ".join(parts) + "."
 
@@ -150,9 +154,7 @@ def incident_answer(found: Answer) -> str:
     incident = found.incident
     if incident is None:
         return "That incident is not stored."
-    label = {1: f"confirmed {incident.category or 'anomalous'}", 0: "confirmed normal", None: "unconfirmed"}[
-        incident.label
-    ]
+    label = label_text(incident.label, incident.category)
     text = f"Incident {short_id(incident.id)}: {label}, {incident.n_lines} lines, stored {incident.created_at:%Y-%m-%d}."
     if incident.resolution:
         text += f" Resolution: {incident.resolution}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from assistant.answer_format import readable_explanation, split_report
+from knowledge.records import SimilarIncident
 from tools.answer import Answer
 
 REPORT = '{"status": "anomalous", "category": "network_timeout", "key_indicators": ["L4"], "next_steps": ["Check the path"]}'
@@ -49,3 +52,38 @@ def test_the_explainer_streams_the_prose_and_next_step_but_never_the_json_line()
     assert final == "[L4] times out.\nNext step: Check the path"
     assert "".join(shown).strip().startswith("[L4]")
     assert "{" not in "".join(shown)
+
+
+def _hit(incident_id: str, label: int | None, category: str | None) -> SimilarIncident:
+    return SimilarIncident(
+        id=incident_id,
+        similarity=0.95,
+        label=label,
+        category=category,
+        verdict="anomalous",
+        resolution=None,
+        link=None,
+        created_at=datetime(2026, 11, 1, tzinfo=UTC),
+        source="import",
+        preview=[],
+    )
+
+
+def test_a_label_claimed_for_a_similar_incident_is_set_to_that_incidents_own_label() -> None:
+    # The shape `make run` showed: the top match's id with the next match's label.
+    answer = anomalous().model_copy(
+        update={
+            "similar": [
+                _hit("9fc3b3e8-1111-5222-8333-444455556666", None, None),
+                _hit("7539ed74-cd0b-5260-ae80-bb1e125472f9", 1, "network_timeout"),
+            ]
+        }
+    )
+    text = readable_explanation(
+        f"{REPORT}\n[L4] times out. It resembles past incident 9fc3b3e8 (confirmed network_timeout).", answer
+    )
+    assert text.startswith("[L4] times out. It resembles past incident 9fc3b3e8 (unconfirmed).")
+    right = "Like 7539ed74-cd0b-5260-ae80-bb1e125472f9 (confirmed network_timeout)."
+    assert readable_explanation(right, answer) == right
+    invented = readable_explanation("Like 0123abcd (confirmed normal).", answer)
+    assert invented == "Like 0123abcd (not a similar incident)."

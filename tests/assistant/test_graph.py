@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from assistant.explainer import LLMExplainer, drop_repeated_sentences
-from assistant.graph import AssistantDeps, asks_for_feedback
+from assistant.graph import AssistantDeps, asks_for_feedback, pasted_lines
 from assistant.service import Assistant, sqlite_checkpointer
 from detectors import Detector
 from knowledge.records import NewIncident
@@ -263,3 +264,48 @@ def test_feedback_on_another_incident_than_the_threads_needs_the_user_to_name_it
     assistant.ask(f"mark {past} as wrong", thread_id="t", caller=ENGINEER)
     stored = incident_store.get(past)
     assert stored is not None and stored.label == 0
+
+
+def test_scoring_pasted_lines_hands_the_detector_the_users_own_text_not_an_echo(
+    shipped_detector: Detector, incident_store: IncidentStore, retry_storm: list[str], tmp_path: Path
+) -> None:
+    model = ScriptedChatModel(script=[tool_call("score_logs", pasted=True), AIMessage("Anomalous.")])
+    assistant = make_assistant(shipped_detector, incident_store, model, tmp_path)
+    pasted = "\n".join(retry_storm)
+    assistant.ask(f"is this anomalous?\n```text\n{pasted}\n```", thread_id="t", caller=ENGINEER)
+
+    (result,) = [m for m in assistant.history("t") if isinstance(m, ToolMessage)]
+    scored = json.loads(str(result.content))
+    direct = shipped_detector.score(retry_storm)
+    assert scored["n_lines"] == len(retry_storm)
+    assert scored["detector_probability"] == pytest.approx(direct.probability, abs=1e-6)
+
+
+def test_scoring_pasted_lines_without_a_log_block_asks_the_llm_for_the_lines(
+    shipped_detector: Detector, incident_store: IncidentStore, tmp_path: Path
+) -> None:
+    model = ScriptedChatModel(
+        script=[tool_call("score_logs", pasted=True), tool_call("score_logs"), AIMessage("Paste them?")]
+    )
+    assistant = make_assistant(shipped_detector, incident_store, model, tmp_path)
+    assistant.ask("is the payment service anomalous?", thread_id="t", caller=ENGINEER)
+    nothing_pasted, neither = [m for m in assistant.history("t") if isinstance(m, ToolMessage)]
+    assert nothing_pasted.status == "error" and "no log lines in the user's message" in str(
+        nothing_pasted.content
+    )
+    assert "exactly one of pasted=true and lines" in str(neither.content)
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("score these:\n```\nA 1\n\nB 2\n```", ["A 1", "B 2"]),
+        ("```text\nA 1\n```", ["A 1"]),  # a language tag is not a line
+        ("```ERROR db down```", ["ERROR db down"]),
+        ("first\n```\nA\n```\nthen <logs>\nB\n</logs>", ["A", "B"]),
+        ("unclosed\n```\nA\nB", ["A", "B"]),
+        ("no block here", []),
+    ],
+)
+def test_pasted_lines_are_the_lines_of_the_messages_log_blocks(text: str, lines: list[str]) -> None:
+    assert pasted_lines(text) == lines

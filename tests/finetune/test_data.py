@@ -11,7 +11,9 @@ from transformers import PreTrainedTokenizerFast
 
 from assistant.answer_format import split_report
 from assistant.explainer import LLMExplainer
+from assistant.graph import CHAT_TOOLS, pasted_lines
 from assistant.hermes import parse_tool_calls, render_prompt
+from assistant.lc_tools import chat_tools
 from assistant.redaction import RedactionPolicy
 from detectors import Detector
 from finetune.dataset import assemble
@@ -76,6 +78,7 @@ def _caller() -> Caller:
 
 
 def test_synthetic_data_has_every_kind_with_grounded_targets(built: list[SFTExample]) -> None:
+    chat_schemas = {t.name: t.args_schema for t in chat_tools(None, CHAT_TOOLS)}  # type: ignore[arg-type]
     kinds = {e.kind for e in built}
     assert {"triage", "tool_call", "tool_answer", "seed"} <= kinds
     for example in built:
@@ -91,9 +94,7 @@ def test_synthetic_data_has_every_kind_with_grounded_targets(built: list[SFTExam
         if example.kind == "tool_call":
             (call,) = answer.tool_calls
             assert call == example.expected.tool_call
-            REGISTRY[call["name"]].input_model.model_validate(
-                call["arguments"]
-            )  # a valid call of a real tool
+            chat_schemas[call["name"]].model_validate(call["arguments"])  # a valid call of a chat tool
             assert example.tools
 
 
@@ -111,6 +112,24 @@ def test_tool_answer_examples_carry_the_real_tool_result_before_the_final_answer
         assert roles == ["assistant", "tool", "assistant"]
         result = json.loads(example.turns[-2].content)
         assert result["tool"] in REGISTRY
+
+
+def test_scoring_in_chat_names_the_pasted_lines_instead_of_repeating_them(built: list[SFTExample]) -> None:
+    scoring = [e for e in built if e.kind in ("tool_call", "tool_answer") and _called(e) == "score_logs"]
+    assert scoring
+    for example in scoring:
+        question = [t for t in example.turns if t.role == "user"][-1].content
+        assert example.turns[-1 if example.kind == "tool_call" else -3].tool_calls == [
+            {"name": "score_logs", "arguments": {"pasted": True}}
+        ]
+        assert len(pasted_lines(question)) >= 3
+        if example.kind == "tool_answer":  # the result is the detector's on those very lines
+            assert json.loads(example.turns[-2].content)["n_lines"] == len(pasted_lines(question))
+
+
+def _called(example: SFTExample) -> str | None:
+    calls = [c for t in example.turns if t.role == "assistant" for c in t.tool_calls or []]
+    return calls[-1]["name"] if calls else None
 
 
 def test_chat_examples_render_their_tool_call_as_a_hermes_block_the_parser_reads(
