@@ -98,7 +98,9 @@ class ChatScoreLogsInput(BaseModel):
     lines: list[str] | None = Field(
         default=None, description=str(ScoreLogsInput.model_fields["lines"].description) + "; or set pasted"
     )
-    use_memory: bool = ScoreLogsInput.model_fields["use_memory"]
+    use_memory: bool = Field(
+        default=True, description=str(ScoreLogsInput.model_fields["use_memory"].description)
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ChatScoreLogsInput:
