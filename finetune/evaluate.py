@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
+from assistant import quantize
 from assistant.answer_format import cited_lines, split_report
 from assistant.hermes import parse_tool_calls
 from assistant.local_model import LoadedModel, LocalModelConfig, load_local_model
@@ -140,10 +141,13 @@ def rows_file(
     rows_dir: Path, label: str, base_model: Path | None, adapter: Path | None, precision: str
 ) -> Path:
     """Where one model's rows are saved: named after what produced them (the base, the adapter's
-    weights file and its size and time, the precision), so a retrained adapter never reuses old rows."""
+    weights file and its size and time, the precision), so a retrained adapter or another int8 plan
+    never reuses old rows."""
     weights = adapter / "adapter_model.safetensors" if adapter else None
     stamp = (weights.stat().st_size, weights.stat().st_mtime_ns) if weights and weights.is_file() else None
-    identity = json.dumps([str(base_model), str(adapter.resolve()) if adapter else None, stamp, precision])
+    # int8 is named with its plan: which layers stay in float changes the answers.
+    quantized = [precision, quantize.OUTLIER_RATIO, quantize.KEEP_FLOAT] if precision == "int8" else precision
+    identity = json.dumps([str(base_model), str(adapter.resolve()) if adapter else None, stamp, quantized])
     rows_dir.mkdir(parents=True, exist_ok=True)
     return rows_dir / f"{label}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}.rows.jsonl"
 

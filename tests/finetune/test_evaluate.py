@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from assistant import quantize
 from assistant.local_model import LoadedModel
 from finetune.evaluate import evaluate, metrics, rows_file, score_answer
 from finetune.examples import Expected, SFTExample, Turn
@@ -100,12 +103,17 @@ def test_an_interrupted_evaluation_resumes_from_the_rows_it_saved(tmp_path: Path
     assert len(rows_path.read_text().splitlines()) == 4  # the cut line dropped, the last two made again
 
 
-def test_saved_rows_of_a_retrained_adapter_or_another_precision_are_kept_apart(tmp_path: Path) -> None:
+def test_saved_rows_of_a_retrained_adapter_or_another_precision_are_kept_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_model.safetensors").write_bytes(b"first run")
     first = rows_file(tmp_path / "rows", "adapter", None, adapter, "int8")
     assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") == first
     assert rows_file(tmp_path / "rows", "adapter", None, adapter, "fp32") != first
+    with monkeypatch.context() as patched:  # another int8 plan: other layers left in float
+        patched.setattr(quantize, "KEEP_FLOAT", ("self_attn",))
+        assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") != first
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained, other size")
     assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") != first
