@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from assistant.local_model import (
     LoadedModel,
     LocalModelConfig,
     StatusCallback,
+    copy_at_precision,
     load_local_model,
 )
 
@@ -88,9 +90,19 @@ class _Deadline(StoppingCriteria):
 def load_local_chat_model(
     config: LocalModelConfig, on_status: StatusCallback | None = None
 ) -> LocalChatModel:
-    """Load the configured model (see `load_local_model`) as a chat model with its generation defaults."""
-    loaded = load_local_model(config, on_status)
-    return LocalChatModel(loaded, max_new_tokens=config.max_new_tokens, budget_s=config.budget_s)
+    """Load the configured model (see `load_local_model`) as a chat model with its generation
+    defaults; with a `tool_precision` of its own, also the copy that answers when tools are offered."""
+    tool_precision = config.tool_precision or config.precision
+    if tool_precision == config.precision:
+        loaded = load_local_model(config, on_status)
+        for_tools = None
+    else:  # load once in float, then derive each precision from it
+        float_model = load_local_model(replace(config, precision="fp32"), on_status)
+        loaded = copy_at_precision(float_model, config.precision)
+        for_tools = copy_at_precision(float_model, tool_precision)
+    return LocalChatModel(
+        loaded, for_tools=for_tools, max_new_tokens=config.max_new_tokens, budget_s=config.budget_s
+    )
 
 
 def message_from_text(text: str, **fields: Any) -> AIMessage:
@@ -109,22 +121,35 @@ class LocalChatModel(BaseChatModel):
 
     model_name: str = DEFAULT_MODEL_NAME
     precision: str = "fp32"
+    tool_precision: str | None = None  # the copy answering when tools are offered; None: no copy
     max_new_tokens: int = Field(default=160, gt=0)
     budget_s: float | None = Field(default=None, ge=0)  # None: no limit (LOGTRIAGE_LLM_BUDGET_S)
     temperature: float = Field(default=0.0, ge=0)  # 0: greedy, so the same prompt gives the same answer
     repetition_penalty: float = Field(default=1.0, gt=0)
 
     _loaded: LoadedModel = PrivateAttr()
+    _for_tools: LoadedModel | None = PrivateAttr(default=None)
 
-    def __init__(self, loaded: LoadedModel, **kwargs: Any) -> None:
+    def __init__(self, loaded: LoadedModel, for_tools: LoadedModel | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("model_name", loaded.name)
         kwargs.setdefault("precision", loaded.precision)
+        if for_tools is not None:
+            kwargs.setdefault("tool_precision", for_tools.precision)
         super().__init__(**kwargs)
         self._loaded = loaded
+        self._for_tools = for_tools
+
+    def _answering(self, kwargs: dict[str, Any]) -> LoadedModel:
+        """The model that answers this call: the tool copy when tools are offered and there is one."""
+        return self._for_tools if kwargs.get("tools") and self._for_tools is not None else self._loaded
 
     @property
     def loaded(self) -> LoadedModel:
         return self._loaded
+
+    @property
+    def for_tools(self) -> LoadedModel | None:
+        return self._for_tools
 
     @property
     def _llm_type(self) -> str:
@@ -135,6 +160,7 @@ class LocalChatModel(BaseChatModel):
         return {
             "model_name": self.model_name,
             "precision": self.precision,
+            "tool_precision": self.tool_precision,
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
         }
@@ -161,11 +187,12 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         deadline = _Deadline(kwargs.get("budget_s", self.budget_s))
-        prompt = render_prompt(self._loaded.tokenizer, messages, kwargs.get("tools"))
-        with self._exclusive(deadline):
-            output = self._run(prompt, stop, deadline, kwargs, streamer=None)
+        loaded = self._answering(kwargs)
+        prompt = render_prompt(loaded.tokenizer, messages, kwargs.get("tools"))
+        with self._exclusive(loaded, deadline):
+            output = self._run(loaded, prompt, stop, deadline, kwargs, streamer=None)
         deadline.check()
-        text, _ = cut_at_stop(self._loaded.tokenizer.decode(output, **_DECODE), stop or ())
+        text, _ = cut_at_stop(loaded.tokenizer.decode(output, **_DECODE), stop or ())
         message = message_from_text(text, **self._metadata(deadline, kwargs))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -177,14 +204,15 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         deadline = _Deadline(kwargs.get("budget_s", self.budget_s))
-        prompt = render_prompt(self._loaded.tokenizer, messages, kwargs.get("tools"))
-        streamer = TextIteratorStreamer(self._loaded.tokenizer, skip_prompt=True, **_DECODE)  # type: ignore[arg-type]
+        loaded = self._answering(kwargs)
+        prompt = render_prompt(loaded.tokenizer, messages, kwargs.get("tools"))
+        streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, **_DECODE)  # type: ignore[arg-type]
         failures: list[BaseException] = []
 
         def work() -> None:
             try:
-                with self._exclusive(deadline):
-                    self._run(prompt, stop, deadline, kwargs, streamer=streamer)
+                with self._exclusive(loaded, deadline):
+                    self._run(loaded, prompt, stop, deadline, kwargs, streamer=streamer)
             except BaseException as err:  # re-raised in the consumer's thread below
                 failures.append(err)
                 streamer.end()  # generate() did not reach its own end(); unblock the consumer
@@ -224,10 +252,10 @@ class LocalChatModel(BaseChatModel):
         return chunk
 
     @contextlib.contextmanager
-    def _exclusive(self, deadline: _Deadline) -> Iterator[None]:
+    def _exclusive(self, loaded: LoadedModel, deadline: _Deadline) -> Iterator[None]:
         # Waiting for another request's generation counts against this call's budget.
         remaining = deadline.remaining()
-        lock = self._loaded.lock
+        lock = loaded.lock
         if not lock.acquire(timeout=-1 if remaining is None else remaining):
             deadline.expired = True
             deadline.check()
@@ -238,14 +266,14 @@ class LocalChatModel(BaseChatModel):
 
     def _run(
         self,
+        loaded: LoadedModel,
         prompt: str,
         stop: list[str] | None,
         deadline: _Deadline,
         kwargs: dict[str, Any],
         streamer: TextIteratorStreamer | None,
     ) -> torch.Tensor:
-        """Generate for `prompt`; returns the new token ids."""
-        loaded = self._loaded
+        """Generate for `prompt` with `loaded`; returns the new token ids."""
         encoded = loaded.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)  # template adds BOS
         prompt_len = encoded["input_ids"].shape[1]  # (1, T)
         max_new = int(kwargs.get("max_new_tokens", self.max_new_tokens))
@@ -266,7 +294,7 @@ class LocalChatModel(BaseChatModel):
                 output = loaded.model.generate(  # type: ignore[operator]
                     input_ids=encoded["input_ids"],
                     attention_mask=encoded["attention_mask"],
-                    generation_config=self._generation_config(max_new),
+                    generation_config=self._generation_config(loaded, max_new),
                     # Our config is complete: a model's generation_config.json (Qwen's samples at
                     # 0.7) must not fill in what we left at the defaults, such as do_sample=False.
                     use_model_defaults=False,
@@ -276,14 +304,14 @@ class LocalChatModel(BaseChatModel):
             raise LLMError(f"local generation with {loaded.name} failed: {err}") from err
         return output[0, prompt_len:]  # (new_tokens,)
 
-    def _generation_config(self, max_new_tokens: int) -> GenerationConfig:
+    def _generation_config(self, loaded: LoadedModel, max_new_tokens: int) -> GenerationConfig:
         sampling = self.temperature > 0
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=sampling,
             use_cache=True,
-            eos_token_id=list(self._loaded.stop_token_ids),
-            pad_token_id=self._loaded.pad_token_id,
+            eos_token_id=list(loaded.stop_token_ids),
+            pad_token_id=loaded.pad_token_id,
             repetition_penalty=self.repetition_penalty,
         )
         if sampling:

@@ -10,6 +10,7 @@ second. Nothing here contacts a model hub.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 import shutil
@@ -56,6 +57,7 @@ class LocalModelConfig:
     template); None means the bundled SmolLM2-135M-Instruct, converted once into `cache_dir`.
     `adapter_dir` is a peft LoRA adapter, merged into the weights. `precision` "int8" is dynamic
     int8 quantisation of the Linear layers (see `assistant.quantize`): on CPU the fastest of the three.
+    `tool_precision` is the precision of a second copy used when tools are offered.
     `max_new_tokens` and `budget_s` are the defaults of each generation.
     """
 
@@ -63,6 +65,9 @@ class LocalModelConfig:
     cache_dir: Path | None = None
     adapter_dir: Path | None = None
     precision: Precision = "int8"
+    # When tools are offered (the chat path), answers come from a copy at this precision: a tool
+    # call must copy incident ids exactly, which int8 breaks (docs/finetune.md). None: `precision`.
+    tool_precision: Precision | None = None
     max_new_tokens: int = 160
     budget_s: float | None = None  # None: no limit
 
@@ -113,6 +118,16 @@ def load_local_model(config: LocalModelConfig, on_status: StatusCallback | None 
         model = merge_adapter(model, config.adapter_dir.expanduser())
         name = f"{name}+{config.adapter_dir.name}"
     return prepare_model(model, tokenizer, name=name, precision=config.precision)
+
+
+def copy_at_precision(loaded: LoadedModel, precision: Precision) -> LoadedModel:
+    """`loaded` itself when already at `precision`, else a copy converted to it (from fp32 only:
+    int8 and bf16 weights cannot be turned back into the float ones)."""
+    if precision == loaded.precision:
+        return loaded
+    if loaded.precision != "fp32":
+        raise LocalModelError(f"a {precision} copy needs the fp32 model, not the {loaded.precision} one")
+    return prepare_model(copy.deepcopy(loaded.model), loaded.tokenizer, name=loaded.name, precision=precision)
 
 
 def prepare_model(

@@ -26,7 +26,7 @@ from rich.progress import Progress
 from assistant import quantize
 from assistant.answer_format import cited_lines, split_report
 from assistant.hermes import parse_tool_calls
-from assistant.local_model import LoadedModel, LocalModelConfig, load_local_model
+from assistant.local_model import LoadedModel, LocalModelConfig, copy_at_precision, load_local_model
 from finetune.examples import SFTExample, chat_tool_schemas, in_split, prompt_and_completion, read_examples
 
 JSON_KINDS = ("triage", "seed", "feedback")
@@ -196,8 +196,10 @@ def evaluate_models(
     skip_base: bool,
     progress: Callable[[], AbstractContextManager[Progress]],
     rows_dir: Path | None = None,
+    tool_precision: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the base model and (when given) the adapter on the held-out examples of `data`.
+    """Evaluate the base model and (when given) the adapter on the held-out examples of `data`,
+    the tool-call examples at `tool_precision` (default: `precision`), as the assistant runs them.
     With `rows_dir`, rows are saved there as they are scored and reused by a rerun."""
     examples = [e for path in data for e in in_split(read_examples(path), "heldout")]
     examples = [e for e in examples if e.kind != "tool_answer"]  # no check for free-text answers
@@ -210,26 +212,52 @@ def evaluate_models(
         variants.append(("adapter", adapter))
     if not variants:
         raise ValueError("nothing to evaluate: give --adapter, or drop --skip-base")
-    report: dict[str, Any] = {"examples": len(examples), "precision": precision, "goals": GOALS}
+    tool_precision = tool_precision or precision
+    report: dict[str, Any] = {
+        "examples": len(examples),
+        "precision": precision,
+        "tool_precision": tool_precision,
+        "goals": GOALS,
+    }
+    groups = [(precision, [e for e in examples if e.kind not in TOOL_KINDS])]
+    groups.append((tool_precision, [e for e in examples if e.kind in TOOL_KINDS]))
+    if tool_precision == precision:
+        groups = [(precision, examples)]
     for label, adapter_dir in variants:
         config = LocalModelConfig(
             model_path=base_model,
             cache_dir=models_dir,
             adapter_dir=adapter_dir,
-            precision=precision,  # type: ignore[arg-type]
+            precision=precision if len(groups) == 1 else "fp32",  # type: ignore[arg-type]
         )
-        loaded = load_local_model(config)
+        loaded = load_local_model(config)  # each precision is derived from it
+        parts = []
         with progress() as bar:
             task = bar.add_task(f"evaluating {label}", total=len(examples))
-            rows_path = rows_file(rows_dir, label, base_model, adapter_dir, precision) if rows_dir else None
-            report[label] = evaluate(loaded, examples, partial(bar.advance, task), rows_path)
+            for group_precision, group in groups:
+                rows_path = (
+                    rows_file(rows_dir, label, base_model, adapter_dir, group_precision) if rows_dir else None
+                )
+                at_precision = copy_at_precision(loaded, group_precision)  # type: ignore[arg-type]
+                parts.append(evaluate(at_precision, group, partial(bar.advance, task), rows_path))
+                del at_precision
+        rows = [row for part in parts for row in part["rows"]]
+        report[label] = {
+            "model": parts[0]["model"],
+            "seconds": round(sum(part["seconds"] for part in parts), 1),
+            "metrics": metrics(rows),
+            "rows": rows,
+        }
     return report
 
 
 def format_table(report: dict[str, Any]) -> str:
     variants = [v for v in ("base", "adapter") if v in report]
     names = list(report[variants[0]]["metrics"])
-    lines = [f"held-out examples: {report['examples']} ({report['precision']})", ""]
+    precisions = report["precision"]
+    if report.get("tool_precision", precisions) != precisions:
+        precisions += f"; tool calls {report['tool_precision']}"
+    lines = [f"held-out examples: {report['examples']} ({precisions})", ""]
     lines.append(f"{'metric':<28}" + "".join(f"{v:>16}" for v in variants) + f"{'goal':>8}")
     for name in names:
         cells = []

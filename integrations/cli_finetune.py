@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -155,7 +155,17 @@ def finetune_eval(
     limit: Annotated[
         int | None, typer.Option(help="evaluate N held-out examples, evenly spread over the file")
     ] = None,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or int8 (what the assistant runs)")] = "int8",
+    precision: Annotated[
+        str, typer.Option(help="fp32, bf16 or int8: the assistant's LOGTRIAGE_LLM_PRECISION")
+    ] = "int8",
+    tool_precision: Annotated[
+        str | None,
+        typer.Option(
+            "--tool-precision",
+            help="precision for the tool-call examples, as LOGTRIAGE_LLM_TOOL_PRECISION; "
+            "default: the assistant's (fp32 for the bundled model)",
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="write the full report as JSON here")] = None,
     skip_base: Annotated[bool, typer.Option("--skip-base", help="evaluate the adapter only")] = False,
     rows_dir: Annotated[
@@ -166,9 +176,14 @@ def finetune_eval(
 ) -> None:
     """Held-out comparison of the base model and the adapter: valid JSON, category accuracy,
     tool-call exact match, answers citing a real evidence line."""
+    from assistant.local_model import PRECISIONS, Precision
     from finetune.evaluate import evaluate_models, format_table
+    from integrations.wiring import default_tool_precision
 
     settings = settings_from(config)
+    for given in (precision, tool_precision):
+        if given is not None and given not in PRECISIONS:
+            fail(f"unknown precision {given!r}; use one of {', '.join(PRECISIONS)}")
     with user_errors():
         report = evaluate_models(
             data,
@@ -180,6 +195,9 @@ def finetune_eval(
             skip_base,
             progress=_progress,
             rows_dir=rows_dir,
+            tool_precision=default_tool_precision(
+                cast("Precision | None", tool_precision), base_model, cast("Precision", precision)
+            ),
         )
     stdout.print(format_table(report), highlight=False)
     if out is not None:

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     llm_precision: Literal["fp32", "bf16", "int8"] = Field(
         default="int8", description="local model weights: int8 dynamic quantisation is fastest on CPU"
     )
+    llm_tool_precision: Literal["fp32", "bf16", "int8"] | None = Field(
+        default=None,
+        description=(
+            "local model weights when tools are offered (chat), kept in a second copy: tool calls "
+            "copy incident ids exactly, which int8 breaks on small models. Default: fp32 for the "
+            "bundled SmolLM2, llm_precision for a model of your own"
+        ),
+    )
     llm_max_new_tokens: int = Field(default=160, ge=8, le=4096, description="longest LLM answer, in tokens")
     llm_budget_s: float = Field(default=20.0, gt=0, description="time budget of one LLM call, in seconds")
     llm_url: str | None = Field(

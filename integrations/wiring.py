@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_core.language_models import BaseChatModel
 
@@ -17,6 +18,9 @@ from knowledge.embedding import PooledEmbedder, SequenceEmbedder, TemplateMeanEm
 from knowledge.open import StoreLocation, open_store
 from knowledge.store import IncidentStore
 from tools import InputLimits, ToolContext
+
+if TYPE_CHECKING:  # the local model stack (torch, transformers) loads only when it is used
+    from assistant.local_model import Precision
 
 
 def load_detector(settings: Settings) -> Detector:
@@ -95,10 +99,25 @@ def chat_model(settings: Settings, on_status: Callable[[str], None] | None = Non
         adapter_dir=adapter_for(settings),
         cache_dir=settings.models_dir,
         precision=settings.llm_precision,
+        tool_precision=tool_precision(settings),
         max_new_tokens=settings.llm_max_new_tokens,
         budget_s=settings.llm_budget_s,
     )
     return load_local_chat_model(config, on_status=on_status)
+
+
+def tool_precision(settings: Settings) -> Precision:
+    """The precision of the model copy that makes tool calls (`LOGTRIAGE_LLM_TOOL_PRECISION`)."""
+    return default_tool_precision(settings.llm_tool_precision, settings.llm_model, settings.llm_precision)
+
+
+def default_tool_precision(chosen: Precision | None, model: Path | None, precision: Precision) -> Precision:
+    """`chosen`, else fp32 for the bundled model and `precision` for one of your own: the bundled
+    135M model miscopies ids in int8 and a float copy of it costs ~0.5 GB, while a big model of
+    your own is not copied unasked."""
+    if chosen is not None:
+        return chosen
+    return "fp32" if model is None else precision
 
 
 def adapter_for(settings: Settings) -> Path | None:

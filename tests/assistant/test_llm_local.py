@@ -297,6 +297,43 @@ def test_loader_reads_a_model_directory_and_merges_a_lora_adapter(
         torch.testing.assert_close(chat.loaded.model(ids).logits, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_tool_calls_come_from_a_float_copy_while_plain_answers_use_int8(
+    trained: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    model_dir = save_model_dir(trained, tokenizer, tmp_path / "tiny-model")
+    chat = load_local_chat_model(
+        LocalModelConfig(model_path=model_dir, precision="int8", tool_precision="fp32")
+    )
+    assert chat.for_tools is not None
+    assert (chat.precision, chat.tool_precision) == ("int8", "fp32")
+    quantized = torch.ao.nn.quantized.dynamic.Linear
+    assert (
+        type(chat.loaded.model.lm_head) is quantized and type(chat.for_tools.model.lm_head) is torch.nn.Linear
+    )
+    forwards = {"int8": 0, "fp32": 0}
+    for name, copy_ in (("int8", chat.loaded), ("fp32", chat.for_tools)):
+        copy_.model.register_forward_hook(
+            lambda *_, name=name: forwards.__setitem__(name, forwards[name] + 1)
+        )
+
+    assert chat.invoke(CAPITAL_QUESTION).content == CAPITAL_ANSWER
+    assert forwards["int8"] > 0 and forwards["fp32"] == 0
+    forwards["int8"] = 0
+    message = chat.bind(tools=WEATHER_TOOLS).invoke(WEATHER_QUESTION)
+    assert message.tool_calls[0]["args"] == {"city": "Paris"}
+    assert forwards["fp32"] > 0 and forwards["int8"] == 0
+
+
+def test_one_precision_for_both_loads_a_single_copy(
+    trained: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    model_dir = save_model_dir(trained, tokenizer, tmp_path / "tiny-model")
+    chat = load_local_chat_model(
+        LocalModelConfig(model_path=model_dir, precision="fp32", tool_precision="fp32")
+    )
+    assert chat.for_tools is None and chat.tool_precision is None
+
+
 def test_a_model_path_without_config_json_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(LocalModelError, match="no config.json.*LOGTRIAGE_LLM_MODEL"):
         load_local_model(LocalModelConfig(model_path=tmp_path))

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.progress import Progress
 
 from assistant import quantize
 from assistant.local_model import LoadedModel
-from finetune.evaluate import evaluate, metrics, rows_file, score_answer
-from finetune.examples import Expected, SFTExample, Turn
-from tests.finetune.tiny import tiny_llama, tiny_tokenizer
+from finetune.evaluate import evaluate, evaluate_models, format_table, metrics, rows_file, score_answer
+from finetune.examples import Expected, SFTExample, Turn, split_of, write_examples
+from tests.finetune.tiny import save_model_dir, tiny_llama, tiny_tokenizer
 
 TURNS = [Turn(role="user", content="q"), Turn(role="assistant", content="a")]
 CALL = {"name": "record_feedback", "arguments": {"incident_id": "abc", "correct": False}}
@@ -117,3 +118,40 @@ def test_saved_rows_of_a_retrained_adapter_or_another_precision_are_kept_apart(
         assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") != first
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained, other size")
     assert rows_file(tmp_path / "rows", "adapter", None, adapter, "int8") != first
+
+
+def test_tool_call_examples_are_answered_at_the_tool_precision_and_the_rest_at_the_main_one(
+    tmp_path: Path,
+) -> None:
+    tokenizer = tiny_tokenizer()
+    base = save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path / "base")
+    heldout = [i for i in (f"x{n}" for n in range(500)) if split_of(i) == "heldout"]
+    triage = example("triage", status="anomalous", category="network_timeout", evidence=[1])
+    tool = example("tool_call", tool_call=CALL, expects_tool_decision=True)
+    data = tmp_path / "data.jsonl"
+    write_examples(
+        [
+            triage.model_copy(update={"id": heldout[0]}),
+            tool.model_copy(update={"id": heldout[1], "tools": True}),
+        ],
+        data,
+    )
+    rows_dir = tmp_path / "rows"
+
+    report = evaluate_models(
+        [data], tmp_path, base, None, "int8", None, False, lambda: Progress(disable=True), rows_dir, "fp32"
+    )
+
+    assert (report["precision"], report["tool_precision"]) == ("int8", "fp32")
+    assert "(int8; tool calls fp32)" in format_table(report)
+    kinds = {
+        precision: [
+            json.loads(line)["kind"] for line in rows_file(rows_dir, "base", base, None, precision).open()
+        ]
+        for precision in ("int8", "fp32")
+    }
+    assert kinds == {"int8": ["triage"], "fp32": ["tool_call"]}
+    assert (
+        report["base"]["metrics"]["tool_call_exact"]["n"] == 1
+        and report["base"]["metrics"]["valid_json"]["n"] == 1
+    )
