@@ -297,13 +297,23 @@ def test_loader_reads_a_model_directory_and_merges_a_lora_adapter(
         torch.testing.assert_close(chat.loaded.model(ids).logits, expected, atol=1e-4, rtol=1e-4)
 
 
+def chat_from_dir(
+    trained: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    path: Path,
+    precision: Any,
+    tool_precision: Any,
+) -> LocalChatModel:
+    model_dir = save_model_dir(trained, tokenizer, path / "tiny-model")
+    return load_local_chat_model(
+        LocalModelConfig(model_path=model_dir, precision=precision, tool_precision=tool_precision)
+    )
+
+
 def test_tool_calls_come_from_a_float_copy_while_plain_answers_use_int8(
     trained: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, tmp_path: Path
 ) -> None:
-    model_dir = save_model_dir(trained, tokenizer, tmp_path / "tiny-model")
-    chat = load_local_chat_model(
-        LocalModelConfig(model_path=model_dir, precision="int8", tool_precision="fp32")
-    )
+    chat = chat_from_dir(trained, tokenizer, tmp_path, "int8", "fp32")
     assert chat.for_tools is not None
     assert (chat.precision, chat.tool_precision) == ("int8", "fp32")
     quantized = torch.ao.nn.quantized.dynamic.Linear
@@ -327,10 +337,7 @@ def test_tool_calls_come_from_a_float_copy_while_plain_answers_use_int8(
 def test_one_precision_for_both_loads_a_single_copy(
     trained: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, tmp_path: Path
 ) -> None:
-    model_dir = save_model_dir(trained, tokenizer, tmp_path / "tiny-model")
-    chat = load_local_chat_model(
-        LocalModelConfig(model_path=model_dir, precision="fp32", tool_precision="fp32")
-    )
+    chat = chat_from_dir(trained, tokenizer, tmp_path, "fp32", "fp32")
     assert chat.for_tools is None and chat.tool_precision is None
 
 
