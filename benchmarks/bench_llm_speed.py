@@ -24,7 +24,7 @@ from bench_common import status
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from assistant.hermes import render_prompt
-from assistant.local_model import LoadedModel, apply_precision, prepare_model
+from assistant.local_model import LoadedModel, copy_at_precision, prepare_model
 from assistant.prompts import SYSTEM_TRIAGE, triage_user_message
 from detectors import Detector
 from detectors.synthetic import generate
@@ -58,12 +58,11 @@ def eval_prompts(detector: Detector, n: int = 6, seed: int = 11) -> list[EvalPro
 
 
 def with_precision(fp32: LoadedModel, precision: str) -> LoadedModel:
+    if precision != "int8-all":
+        return copy_at_precision(fp32, precision)  # type: ignore[arg-type]
     model = copy.deepcopy(fp32.model)
-    if precision == "int8-all":
-        with torch.no_grad():
-            torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    else:
-        apply_precision(model, precision, fp32.tokenizer)  # type: ignore[arg-type]
+    with torch.no_grad():
+        torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     return prepare_model(model, fp32.tokenizer, name=fp32.name, precision="fp32")
 
 
