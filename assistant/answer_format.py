@@ -83,6 +83,10 @@ _LABEL_CLAIM = re.compile(
 )
 
 
+# The end of a text that may still become a label claim: an id (or its start), then "(label".
+_OPEN_CLAIM = re.compile(r"\b[0-9a-f]{1,8}(?:-[0-9a-f-]*)?(?:\s*(?:\([^)]*)?)?$")
+
+
 def true_incident_labels(prose: str, answer: Answer) -> str:
     """`prose` with each label claimed for a similar incident set to that incident's own label.
 
@@ -122,8 +126,11 @@ class ProseStream:
     """Passes streamed tokens on, holding back a leading JSON report line (surfaces show prose;
     the next step from the report is added once the whole answer is known)."""
 
-    def __init__(self, on_token: Callable[[str], None] | None) -> None:
+    def __init__(
+        self, on_token: Callable[[str], None] | None, fix: Callable[[str], str] | None = None
+    ) -> None:
         self.on_token = on_token
+        self.fix = fix  # applied to prose before it is sent; an unfinished label claim is held back
         self.buffer = ""
         self.sent = ""
         self.in_report: bool | None = None  # None: not known yet
@@ -143,8 +150,17 @@ class ProseStream:
             self.buffer = self.buffer.split("\n", 1)[1].lstrip()
             self.in_report = False
         if self.buffer:
-            self._send(self.buffer)
-            self.buffer = ""
+            ready = self.buffer
+            if self.fix is not None:  # hold back an id whose label may still be coming
+                unfinished = _OPEN_CLAIM.search(ready)
+                ready, self.buffer = (
+                    (ready[: unfinished.start()], ready[unfinished.start() :]) if unfinished else (ready, "")
+                )
+                ready = self.fix(ready)
+            else:
+                self.buffer = ""
+            if ready:
+                self._send(ready)
 
     def finish(self, final: str) -> None:
         """Send whatever of `final` has not been shown yet (the next step, or held-back text)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer_format import ProseStream, readable_explanation
+from assistant.answer_format import ProseStream, readable_explanation, true_incident_labels
 from assistant.prompts import SYSTEM_TRIAGE, triage_user_message
 from assistant.redaction import RedactionPolicy, redact
 from tools.answer import Answer
@@ -60,7 +60,7 @@ class LLMExplainer:
     def explain(self, answer: Answer, lines: list[str], on_token: Callable[[str], None] | None = None) -> str:
         messages = self.messages_for(answer)
         parts: list[str] = []
-        shown = ProseStream(on_token)
+        shown = ProseStream(on_token, fix=lambda prose: true_incident_labels(prose, answer))
         try:
             # Streaming lets a terminal or Slack show tokens as they come; the text is the same.
             for chunk in self.model.stream(messages):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-from assistant.answer_format import readable_explanation, split_report
+from assistant.answer_format import ProseStream, readable_explanation, split_report, true_incident_labels
 from knowledge.records import SimilarIncident
 from tools.answer import Answer
 
@@ -87,3 +88,19 @@ def test_a_label_claimed_for_a_similar_incident_is_set_to_that_incidents_own_lab
     assert readable_explanation(right, answer) == right
     invented = readable_explanation("Like 0123abcd (confirmed normal).", answer)
     assert invented == "Like 0123abcd (not a similar incident)."
+
+
+def test_a_streamed_explanation_shows_the_corrected_label_and_never_the_wrong_one() -> None:
+    answer = anomalous().model_copy(
+        update={"similar": [_hit("8e7fd11f-e11e-510b-abb9-c722e76ad2d2", 0, "normal")]}
+    )
+    written = f"{REPORT}\n[L13] times out. It resembles past incident 8e7fd11f (confirmed network_timeout). Check it."
+    shown: list[str] = []
+    stream = ProseStream(shown.append, fix=lambda prose: true_incident_labels(prose, answer))
+    for token in re.findall(r"\S+|\s+", written):  # word by word, as a model streams
+        stream.feed(token)
+    final = readable_explanation(written, answer)
+    stream.finish(final)
+
+    assert "".join(shown) == final
+    assert "8e7fd11f (confirmed normal)" in final and "network_timeout" not in "".join(shown)
