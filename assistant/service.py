@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,7 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, Field
 
-from assistant.answer_format import ProseStream
+from assistant.answer_format import ProseStream, true_incident_labels
 from assistant.graph import AssistantDeps, ThreadState, build_graph, current_answer
 from tools.answer import Answer, Status
 from tools.context import Caller
@@ -134,8 +135,12 @@ class Assistant:
         for mode, payload in self.graph.stream(request, config, stream_mode=["messages", "updates"]):
             if mode == "updates":
                 update = cast(dict[str, Any], payload).get("assess")
-                if on_verdict is not None and update and update.get("answer"):
-                    on_verdict(Answer.model_validate(update["answer"]))
+                if update and update.get("answer"):
+                    assessed = Answer.model_validate(update["answer"])
+                    # The LLM's labels for similar incidents are checked as they stream.
+                    prose.fix = partial(true_incident_labels, answer=assessed)
+                    if on_verdict is not None:
+                        on_verdict(assessed)
             elif on_token is not None:
                 chunk, metadata = cast(tuple[Any, dict[str, Any]], payload)
                 node = metadata.get("langgraph_node")

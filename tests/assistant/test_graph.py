@@ -72,6 +72,21 @@ def test_a_structured_explanation_streams_as_prose_and_next_step_without_its_jso
     assert answer.explanation is not None and answer.explanation.endswith(shown)
 
 
+def test_a_streamed_triage_explanation_shows_a_similar_incidents_true_label(
+    shipped_detector: Detector, incident_store: IncidentStore, retry_storm: list[str], tmp_path: Path
+) -> None:
+    (past,) = incident_store.add([NewIncident(lines=retry_storm, label=0, category="normal")])
+    model = ScriptedChatModel(
+        script=[AIMessage(f"Retries [L2]. Like past incident {past[:8]} (confirmed network_timeout).")]
+    )
+    tokens: list[str] = []
+    answer = make_assistant(shipped_detector, incident_store, model, tmp_path).triage(
+        retry_storm, thread_id="t1", caller=ENGINEER, on_token=tokens.append
+    )
+    assert past in [s.id for s in answer.similar]
+    assert "".join(tokens) == f"Retries [L2]. Like past incident {past[:8]} (confirmed normal)."
+
+
 def test_an_llm_error_degrades_triage_but_keeps_the_verdict_and_similar_incidents(
     shipped_detector: Detector, incident_store: IncidentStore, retry_storm: list[str], tmp_path: Path
 ) -> None:
