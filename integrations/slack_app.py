@@ -194,6 +194,13 @@ class _Listeners:
 
     def __init__(self, deps: DepsGetter) -> None:
         self.deps = deps
+        # One conversation turn at a time per thread: a quick "why?" waits for the triage still
+        # running in its thread instead of reading a thread memory that does not hold it yet.
+        # Striped, so memory stays bounded; two threads sharing a stripe only wait for each other.
+        self._thread_locks = [threading.Lock() for _ in range(64)]
+
+    def _turn(self, thread_id: str) -> threading.Lock:
+        return self._thread_locks[hash(thread_id) % len(self._thread_locks)]
 
     # -- messages --
 
@@ -212,7 +219,7 @@ class _Listeners:
         d = self.deps()
         channel, root = str(event["channel"]), str(event.get("thread_ts") or event["ts"])
         where = Where(channel, str(event.get("user", "")), d.state.thread_id(channel, root), root)
-        with self._reporting(client, where):
+        with self._turn(where.thread_id), self._reporting(client, where):
             found = self._extract(d, client, str(event.get("text") or ""), event.get("files") or [])
             if found.lines:
                 triage_into_thread(d, client, where, found.lines, intro=_skipped(found))
@@ -245,7 +252,7 @@ class _Listeners:
         root = str(message.get("thread_ts") or message.get("ts"))
         user = str((shortcut.get("user") or {}).get("id", ""))
         where = Where(channel, user, d.state.thread_id(channel, root), root)
-        with self._reporting(client, where, respond):
+        with self._turn(where.thread_id), self._reporting(client, where, respond):
             found = self._extract(d, client, str(message.get("text") or ""), message.get("files") or [])
             if not found.lines:
                 tell(
