@@ -37,6 +37,7 @@ from assistant.llm_local import (
 )
 from assistant.local_model import DEFAULT_MODEL_NAME, LoadedModel, load_local_model, prepare_model
 from assistant.quantize import int8_plan
+from tests.finetune.tiny import save_model_dir
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -265,12 +266,6 @@ def test_int8_keeps_in_float_the_layers_whose_inputs_carry_activation_outliers(
     prepared = prepare_model(model, tokenizer, name="tiny", precision="int8")
     assert type(prepared.model.model.layers[1].mlp.down_proj) is torch.nn.Linear
     assert type(prepared.model.model.layers[0].mlp.down_proj) is torch.ao.nn.quantized.dynamic.Linear
-
-
-def save_model_dir(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, path: Path) -> Path:
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_loader_reads_a_model_directory_and_merges_a_lora_adapter(
