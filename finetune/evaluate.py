@@ -219,10 +219,12 @@ def evaluate_models(
         "tool_precision": tool_precision,
         "goals": GOALS,
     }
-    groups = [(precision, [e for e in examples if e.kind not in TOOL_KINDS])]
-    groups.append((tool_precision, [e for e in examples if e.kind in TOOL_KINDS]))
-    if tool_precision == precision:
-        groups = [(precision, examples)]
+    groups = [(precision, examples)]
+    if tool_precision != precision:
+        groups = [
+            (precision, [e for e in examples if e.kind not in TOOL_KINDS]),
+            (tool_precision, [e for e in examples if e.kind in TOOL_KINDS]),
+        ]
     for label, adapter_dir in variants:
         config = LocalModelConfig(
             model_path=base_model,
