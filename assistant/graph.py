@@ -50,10 +50,8 @@ _FEEDBACK_INTENT = re.compile(
     r"(is|was|looks) (normal|fine|expected)|feedback|confirm\w*|right)\b",
     re.IGNORECASE,
 )
-_DELIMITED = re.compile(r"<logs>.*?(</logs>|$)|```.*?(```|$)", re.DOTALL | re.IGNORECASE)
-
-
-# A fence may open with a language tag ("```text"), which is not a log line.
+# Log text delimited in a message: <logs> tags or ``` fences (unclosed ones run to the end). A
+# fence may open with a language tag ("```text"), which is not a log line.
 _LOG_BLOCK = re.compile(
     r"<logs>(.*?)(?:</logs>|$)|```(?:[\w+.-]*[ \t]*\n)?(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE
 )
@@ -68,9 +66,17 @@ def pasted_lines(user_text: str) -> list[str]:
     return lines
 
 
+def with_pasted_lines(args: dict[str, Any], user_text: str) -> dict[str, Any] | None:
+    """score_logs arguments with `pasted` replaced by the lines the user pasted; None if none."""
+    lines = pasted_lines(user_text)
+    if not lines:
+        return None
+    return {**{k: v for k, v in args.items() if k != "pasted"}, "lines": lines}
+
+
 def asks_for_feedback(user_text: str) -> bool:
     """Whether the user's own words (log blocks removed) ask to mark or correct a verdict."""
-    return bool(_FEEDBACK_INTENT.search(_DELIMITED.sub(" ", user_text)))
+    return bool(_FEEDBACK_INTENT.search(_LOG_BLOCK.sub(" ", user_text)))
 
 
 class ThreadState(TypedDict, total=False):
@@ -213,10 +219,10 @@ def _run_call(
         return ToolMessage(_REFUSED, tool_call_id=call_id, name=call["name"], status="error")
     args = _with_thread_defaults(call["name"], dict(call["args"]), state, ctx)
     if call["name"] == "score_logs" and args.get("pasted"):
-        lines = pasted_lines(user_text)
-        if not lines:
+        resolved = with_pasted_lines(args, user_text)
+        if resolved is None:
             return ToolMessage(_NOTHING_PASTED, tool_call_id=call_id, name=call["name"], status="error")
-        args = {**{k: v for k, v in args.items() if k != "pasted"}, "lines": lines}
+        args = resolved
     other = _other_incident(call["name"], args, state, user_text)
     if other is not None:
         return ToolMessage(other, tool_call_id=call_id, name=call["name"], status="error")

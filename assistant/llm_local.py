@@ -13,7 +13,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -36,8 +35,7 @@ from assistant.local_model import (
     LoadedModel,
     LocalModelConfig,
     StatusCallback,
-    copy_at_precision,
-    load_local_model,
+    load_local_models,
 )
 
 __all__ = [
@@ -92,14 +90,7 @@ def load_local_chat_model(
 ) -> LocalChatModel:
     """Load the configured model (see `load_local_model`) as a chat model with its generation
     defaults; with a `tool_precision` of its own, also the copy that answers when tools are offered."""
-    tool_precision = config.tool_precision or config.precision
-    if tool_precision == config.precision:
-        loaded = load_local_model(config, on_status)
-        for_tools = None
-    else:  # load once in float, then derive each precision from it
-        float_model = load_local_model(replace(config, precision="fp32"), on_status)
-        loaded = copy_at_precision(float_model, config.precision)
-        for_tools = copy_at_precision(float_model, tool_precision)
+    loaded, for_tools = load_local_models(config, on_status)
     return LocalChatModel(
         loaded, for_tools=for_tools, max_new_tokens=config.max_new_tokens, budget_s=config.budget_s
     )

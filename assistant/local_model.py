@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -118,6 +118,18 @@ def load_local_model(config: LocalModelConfig, on_status: StatusCallback | None 
         model = merge_adapter(model, config.adapter_dir.expanduser())
         name = f"{name}+{config.adapter_dir.name}"
     return prepare_model(model, tokenizer, name=name, precision=config.precision)
+
+
+def load_local_models(
+    config: LocalModelConfig, on_status: StatusCallback | None = None
+) -> tuple[LoadedModel, LoadedModel | None]:
+    """The model at `config.precision`, and its copy at `config.tool_precision` when that differs
+    (else None). Both are derived from one float load."""
+    tool_precision = config.tool_precision or config.precision
+    if tool_precision == config.precision:
+        return load_local_model(config, on_status), None
+    float_model = load_local_model(replace(config, precision="fp32"), on_status)
+    return copy_at_precision(float_model, config.precision), copy_at_precision(float_model, tool_precision)
 
 
 def copy_at_precision(loaded: LoadedModel, precision: Precision) -> LoadedModel:

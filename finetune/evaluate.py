@@ -26,7 +26,7 @@ from rich.progress import Progress
 from assistant import quantize
 from assistant.answer_format import cited_lines, split_report
 from assistant.hermes import parse_tool_calls
-from assistant.local_model import LoadedModel, LocalModelConfig, copy_at_precision, load_local_model
+from assistant.local_model import LoadedModel, LocalModelConfig, load_local_models
 from finetune.examples import SFTExample, chat_tool_schemas, in_split, prompt_and_completion, read_examples
 
 JSON_KINDS = ("triage", "seed", "feedback")
@@ -126,8 +126,8 @@ def evaluate(
 
 
 def _budget(loaded: LoadedModel, reference: str, max_new_tokens: int) -> int:
-    """`max_new_tokens`, or room for the reference answer when that is longer: a score_logs call
-    echoes the pasted lines, and cutting it would count the budget, not the model, as wrong."""
+    """`max_new_tokens`, or room for the reference answer when that is longer: cutting a long
+    answer (a score_logs call given its lines) would count the budget, not the model, as wrong."""
     reference_tokens = len(loaded.tokenizer(reference, add_special_tokens=False)["input_ids"])
     return max(max_new_tokens, reference_tokens + REFERENCE_SLACK_TOKENS)
 
@@ -219,30 +219,29 @@ def evaluate_models(
         "tool_precision": tool_precision,
         "goals": GOALS,
     }
-    groups = [(precision, examples)]
-    if tool_precision != precision:
-        groups = [
-            (precision, [e for e in examples if e.kind not in TOOL_KINDS]),
-            (tool_precision, [e for e in examples if e.kind in TOOL_KINDS]),
-        ]
     for label, adapter_dir in variants:
         config = LocalModelConfig(
             model_path=base_model,
             cache_dir=models_dir,
             adapter_dir=adapter_dir,
-            precision=precision if len(groups) == 1 else "fp32",  # type: ignore[arg-type]
+            precision=precision,  # type: ignore[arg-type]
+            tool_precision=tool_precision,  # type: ignore[arg-type]
         )
-        loaded = load_local_model(config)  # each precision is derived from it
+        loaded, for_tools = load_local_models(config)  # as the assistant loads them
+        groups = [(loaded, examples)]
+        if for_tools is not None:
+            groups = [
+                (loaded, [e for e in examples if e.kind not in TOOL_KINDS]),
+                (for_tools, [e for e in examples if e.kind in TOOL_KINDS]),
+            ]
         parts = []
         with progress() as bar:
             task = bar.add_task(f"evaluating {label}", total=len(examples))
-            for group_precision, group in groups:
+            for model, group in groups:
                 rows_path = (
-                    rows_file(rows_dir, label, base_model, adapter_dir, group_precision) if rows_dir else None
+                    rows_file(rows_dir, label, base_model, adapter_dir, model.precision) if rows_dir else None
                 )
-                at_precision = copy_at_precision(loaded, group_precision)  # type: ignore[arg-type]
-                parts.append(evaluate(at_precision, group, partial(bar.advance, task), rows_path))
-                del at_precision
+                parts.append(evaluate(model, group, partial(bar.advance, task), rows_path))
         rows = [row for part in parts for row in part["rows"]]
         report[label] = {
             "model": parts[0]["model"],

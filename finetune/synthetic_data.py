@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from assistant.graph import pasted_lines, triage_turn_for_llm
+from assistant.graph import triage_turn_for_llm, with_pasted_lines
 from assistant.lc_tools import answer_for_llm
 from assistant.prompts import SYSTEM_CHAT, SYSTEM_TRIAGE, chat_context, triage_user_message
 from assistant.redaction import RedactionPolicy, redact
@@ -173,7 +173,7 @@ def chat_example(
     if rng.random() < answer_share and call["name"] != "get_incident":  # incident bodies are long; skip them
         arguments = call["arguments"]
         if arguments.get("pasted"):  # as the chat graph runs it: on the lines the user pasted
-            arguments = {"lines": pasted_lines(question)}
+            arguments = with_pasted_lines(arguments, question) or {}
         result = REGISTRY[call["name"]].call(ctx, arguments, ENGINEER)
         turns += [
             Turn(role="tool", content=answer_for_llm(result)),
